@@ -24,8 +24,8 @@ def test_source_classes_empty():
 
 def test_zoo_round_trip_and_determinism(digits, tmp_path):
     small = type(digits)(digits.train[:1500], digits.test[:500], digits.name) if hasattr(digits, 'name') else digits
-    z1 = model_zoo('digits', ['badnets'], data=small, cache_dir=tmp_path / 'a', epochs=3, progress=False)['badnets']
-    z2 = model_zoo('digits', ['badnets'], data=small, cache_dir=tmp_path / 'b', epochs=3, progress=False)['badnets']
+    z1 = model_zoo('digits', ['badnets'], data=small, cache_dir=tmp_path / 'a', epochs=5, batch_size=32, progress=False)['badnets']
+    z2 = model_zoo('digits', ['badnets'], data=small, cache_dir=tmp_path / 'b', epochs=5, batch_size=32, progress=False)['badnets']
     assert z1.metrics['asr'] > 0.9 and z1.metrics['clean_acc'] > 0.85
     for (k, a), (_, b) in zip(z1.model.state_dict().items(), z2.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=f'training not deterministic for {k}')

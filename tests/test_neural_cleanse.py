@@ -1,0 +1,47 @@
+"Neural Cleanse: bad input raises clear errors; results never contain NaN; interrupting keeps partial results."
+import pytest, torch
+from torch import nn
+from backdoor_nb.neural_cleanse import neural_cleanse, anomaly_index, NCConfig
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+
+@pytest.fixture
+def x(): return torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+def test_empty_clean_set(model, x):
+    with pytest.raises(ValueError, match='x is empty'): neural_cleanse(model, x[:0], progress=False)
+
+def test_images_outside_unit_range(model, x):
+    with pytest.raises(ValueError, match=r'x must be in \[0, 1\]'): neural_cleanse(model, x * 3, progress=False)
+
+def test_output_width_mismatch(model, x):
+    with pytest.raises(ValueError, match='outputs 5 logits but n_classes=10'): neural_cleanse(model, x, n_classes=10, progress=False)
+
+def test_bad_hyper_parameters():
+    with pytest.raises(ValueError, match='asr_threshold'): NCConfig(asr_threshold=1.5)
+    with pytest.raises(ValueError, match='chunk'): NCConfig(chunk=0)
+
+def test_no_nan_and_deterministic(model, x):
+    a = neural_cleanse(model, x, max_steps=3, samples_per_step=32, batch_size=8, progress=False, device='cpu')
+    b = neural_cleanse(model, x, max_steps=3, samples_per_step=32, batch_size=8, progress=False, device='cpu')
+    assert torch.isfinite(a.l1).all() and torch.isfinite(a.anomaly).all()
+    torch.testing.assert_close(a.l1, b.l1)
+    assert a.masks.shape == (5, 1, 8, 8) and a.patterns.shape == (5, 1, 8, 8)
+
+def test_interrupt_keeps_partial_results(model, x, monkeypatch):
+    import backdoor_nb.neural_cleanse as nc
+    calls = {'n': 0}
+    orig = nc._LabelState.update
+    def update(self, *a, **k):
+        calls['n'] += 1
+        if calls['n'] > 10: raise KeyboardInterrupt
+        return orig(self, *a, **k)
+    monkeypatch.setattr(nc._LabelState, 'update', update)
+    r = neural_cleanse(model, x, max_steps=50, samples_per_step=16, batch_size=8, progress=False, device='cpu')
+    assert r.interrupted and torch.isfinite(r.l1).all()
+
+def test_anomaly_index_needs_three():
+    with pytest.raises(ValueError, match='at least 3'): anomaly_index([1., 2.])
