@@ -1,6 +1,6 @@
 """Packaging for backdoor_nb: reads everything from settings.ini (nbdev convention)."""
 from configparser import ConfigParser
-import setuptools, shlex
+import os, setuptools, shlex
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -41,7 +41,7 @@ setuptools.setup(
     extras_require={'dev': dev_requirements, 'lirpa': lirpa_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=open('README.md', encoding='utf-8').read() if os.path.exists('README.md') else cfg['description'],
     long_description_content_type='text/markdown',
     zip_safe=False,
     entry_points={
