@@ -1,0 +1,69 @@
+"""Neural Cleanse benchmark: detection over the model zoo (flagged labels, anomaly index, AUROC) and speed
+(full scans; batched versus the per-label sequential reference with the same steps and hyper-parameters).
+
+    python benchmarks/neural_cleanse.py                    # MNIST zoo, every recipe
+    python benchmarks/neural_cleanse.py mnist cifar10 gtsrb --names clean badnets blend
+    python benchmarks/neural_cleanse.py --speed-only
+"""
+import argparse, time
+import torch
+from backdoor_nb.attacks import RECIPES, model_zoo
+from backdoor_nb.core import auroc
+from backdoor_nb.data import load_data, shared_data
+from backdoor_nb.neural_cleanse import neural_cleanse
+
+def detection(ds, names, n_support, seed, amp):
+    data = load_data(shared_data(ds))
+    zoo = model_zoo(ds, names, seed=seed, data=data, progress=False)
+    support = data.test.take(n_support, seed=seed + 1).x
+    rows = []
+    for n, zm in zoo.items():
+        r = neural_cleanse(zm.model, support, progress=False, seed=seed, amp=amp)
+        tgt = zm.backdoor.target if zm.backdoor else None
+        ok = (r.flagged == [] if zm.backdoor is None else (tgt in r.flagged if tgt is not None else None))
+        rows.append(dict(ds=ds, name=n, backdoored=zm.backdoored, target=tgt, flagged=r.flagged, score=r.max_anomaly,
+                         target_index=(r.anomaly[tgt].item() if tgt is not None else float('nan')), ok=ok, seconds=r.seconds,
+                         asr=zm.metrics.get('asr', float('nan'))))
+        x = rows[-1]
+        print(f"{ds:8} {n:16} {str(x['target']):>6} {str(x['flagged']):>10} {x['score']:>9.2f} {x['target_index']:>9.2f} "
+              f"{str(x['ok']):>6} {x['seconds']:>7.1f}", flush=True)
+    return rows
+
+def speed(steps, seed):
+    data = load_data(shared_data('mnist'))
+    zm = model_zoo('mnist', ['badnets'], seed=seed, data=data, progress=False)['badnets']
+    support = data.test.take(100, seed=seed + 1).x
+    res = {}
+    for label, chunk in (('batched', None), ('sequential', 1)):
+        r = neural_cleanse(zm.model, support, progress=False, seed=seed, chunk=chunk, max_steps=steps, early_stop=False)
+        res[label] = r
+    b, s = res['batched'].seconds, res['sequential'].seconds
+    print(f"\nMNIST CNN, 10 labels, {steps} steps x 31 mini-batches of 32, early stop off:")
+    print(f"  batched {b:.1f} s, sequential {s:.1f} s, speed-up {s / b:.1f}x; "
+          f"max |L1 difference| {(res['batched'].l1 - res['sequential'].l1).abs().max():.3f}")
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('datasets', nargs='*', default=['mnist'])
+    p.add_argument('--names', nargs='*', default=None)
+    p.add_argument('--n-support', type=int, default=100)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--amp', action='store_true', help='bfloat16 autocast for the model forward pass')
+    p.add_argument('--speed-steps', type=int, default=20)
+    p.add_argument('--speed-only', action='store_true')
+    a = p.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; {a.n_support} clean support images per scan")
+    if not a.speed_only:
+        print(f"{'dataset':8} {'model':16} {'target':>6} {'flagged':>10} {'max index':>9} {'tgt index':>9} {'right':>6} {'NC s':>7}")
+        rows = [r for ds in a.datasets for r in detection(ds, a.names, a.n_support, a.seed, a.amp)]
+        pos = [r['backdoored'] for r in rows]
+        if any(pos) and not all(pos):
+            print(f"\nAUROC of the max anomaly index over {len(rows)} models: {auroc([r['score'] for r in rows], pos):.3f}")
+        missed = [f"{r['ds']}/{r['name']}" for r in rows if r['ok'] is False]
+        print("missed or wrong:", ', '.join(missed) or 'none')
+        for ds in a.datasets:
+            t = [r['seconds'] for r in rows if r['ds'] == ds]
+            print(f"{ds}: full scan {min(t):.1f}-{max(t):.1f} s (median {sorted(t)[len(t) // 2]:.1f} s)")
+    speed(a.speed_steps, a.seed)
+
+if __name__ == '__main__': main()
