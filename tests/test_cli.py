@@ -3,8 +3,10 @@ import json, subprocess, sys
 from pathlib import Path
 import pytest
 
+EXE = Path(sys.executable).parent / 'backdoor_nb'  # the console script that pip installs
+
 def run(*args, check=True):
-    r = subprocess.run([sys.executable, '-m', 'backdoor_nb.cli', *args], capture_output=True, text=True, timeout=1200)
+    r = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=1200)
     if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
