@@ -1,0 +1,145 @@
+"""SmoothInv benchmark: a Table-2-style table of single-image backdoor inversion over the model zoo, one-image
+target identification, and the speed of the all-class scan.
+
+For every backdoored zoo model and `--n-starts` random start images (not of the target class), it reports the mean
+transfer ASR (on held-out clean images, with the original classifier) of the perturbation synthesized from one image by
+  * SmoothInv w/o denoiser: the paper's sweep, eps in {5, 10} (scaled with `scale_eps`) x sigma in {.12, .25, .5, 1},
+    best configuration picked on a separate selection split;
+  * SmoothInv w/ DnCNN denoiser: the same sweep through a small trained denoiser (`--denoiser-starts` images);
+  * PlainAdv: the same PGD and eps grid on the unsmoothed model;
+  * NC (single image): Neural Cleanse with the start image as its only support image;
+and the all-class identification from the first start image (every label, N = 40, 400 steps unless changed).
+
+    python benchmarks/smoothinv.py                                  # MNIST zoo
+    python benchmarks/smoothinv.py cifar10 gtsrb --n-starts 3       # where those zoo models are cached
+    python benchmarks/smoothinv.py --speed-only
+"""
+import argparse, json, math, os, time
+import torch
+from backdoor_nb.attacks import model_zoo, default_cache
+from backdoor_nb.data import load_data, shared_data
+from backdoor_nb.smoothinv import (smoothinv_sweep, identify_target, nc_single_image, pretrained_denoiser, default_eps,
+                                   smoothinv, PAPER_SIGMAS)
+
+NAMES = {'mnist': ['clean', 'badnets', 'blind-p', 'blind-s', 'random-colour', 'blind-g', 'adaptive-p'],
+         'cifar10': ['clean', 'badnets', 'blind-p', 'random-colour', 'blend'],
+         'gtsrb': ['clean', 'badnets', 'blind-p', 'random-colour', 'blend']}
+PATCH_STYLE = {'badnets', 'blind-p', 'blind-s', 'random-colour', 'blind-g', 'adaptive-p', 'checkerboard', 'polygon'}
+
+def cached(ds, names):
+    "The zoo names of `ds` that are in the cache (no training here)."
+    have = {p.name.split('-s0-')[0][len(ds) + 1:] for p in default_cache().glob(f'{ds}-*.json')}
+    return [n for n in names if n in have]
+
+def splits(data, seed):
+    "Start-image pool, selection split and evaluation split, disjoint, from the test set."
+    n = len(data.test.y)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    q = n // 4
+    return idx[:q], idx[q:2 * q], idx[2 * q:]
+
+def run_model(ds, name, zm, data, a, dn):
+    x, y = data.test.x, data.test.y
+    pool, sel, ev = splits(data, a.seed)
+    tgt = zm.backdoor.target if zm.backdoor is not None else 0
+    starts = [int(i) for i in pool if int(y[i]) != tgt][:a.n_starts]
+    kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], steps=a.steps, snapshots=(), seed=a.seed, amp=a.amp)
+    row = {'ds': ds, 'model': name, 'target': tgt, 'true_asr': zm.metrics.get('asr', float('nan')),
+           'clean_acc': zm.metrics.get('clean_acc', float('nan'))}
+    t0 = time.time()
+    si = [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, **kw) for i in starts]
+    row['smoothinv'] = [r.asr for r in si]
+    row['best_cfg'] = [(round(r.info['eps'], 2), r.info['sigma']) for r in si]
+    row['t_smoothinv'] = (time.time() - t0) / len(starts)
+    pa = [smoothinv_sweep(zm.model, x[i], tgt, sigmas=[0.], n_noise=1, method='plainadv', **kw) for i in starts]
+    row['plainadv'] = [r.asr for r in pa]
+    if dn is not None and a.denoiser_starts > 0:
+        t0 = time.time()
+        sd = [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, denoiser=dn, **kw) for i in starts[:a.denoiser_starts]]
+        row['smoothinv_dn'] = [r.asr for r in sd]
+        row['t_smoothinv_dn'] = (time.time() - t0) / len(sd)
+    if not a.no_nc:
+        t0 = time.time()
+        nc = [nc_single_image(zm.model, x[i], tgt, x[ev], y[ev], seed=a.seed) for i in starts]
+        row['nc'] = [r.asr for r in nc]
+        row['t_nc'] = (time.time() - t0) / len(starts)
+    t0 = time.time()
+    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
+    row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
+               id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()])
+    return row
+
+def mean(v): return sum(v) / len(v) if v else float('nan')
+
+def fmt(r):
+    m = lambda k: f"{100 * mean(r[k]):7.1f}" if k in r else f"{'-':>7}"
+    ok = ('-' if r['model'] == 'clean' else ('yes' if r['id_target'] == r['target'] and r['id_backdoored'] else 'NO'))
+    if r['model'] == 'clean': ok = 'clean ok' if not r['id_backdoored'] else 'FALSE +'
+    return (f"{r['ds']:8} {r['model']:14} {100 * r['true_asr']:6.1f} {m('smoothinv')} {m('smoothinv_dn')} {m('plainadv')} {m('nc')}"
+            f"   {r['id_target']:>3} {100 * r['id_asr']:5.1f} {100 * r['id_next']:5.1f} {ok:>8} {r['id_seconds']:6.1f}")
+
+HEAD = (f"{'dataset':8} {'model':14} {'true':>6} {'SI w/o':>7} {'SI w/':>7} {'PlainA':>7} {'NC-1':>7}"
+        f"   {'id':>3} {'idASR':>5} {'next':>5} {'right':>8} {'id s':>6}")
+
+def speed(ds, a):
+    "Wall-clock time of the all-class scan from one image (N = 40, 400 steps by default), fp32 and bf16 autocast."
+    data = load_data(shared_data(ds))
+    names = cached(ds, ['badnets', 'blind-p'])
+    if not names: print(f"{ds}: no cached zoo model for the speed test"); return
+    zm = model_zoo(ds, names[:1], data=data, progress=False)[names[0]]
+    x, y = data.test.x, data.test.y
+    pool, sel, ev = splits(data, a.seed)
+    start = next(int(i) for i in pool if int(y[i]) != zm.backdoor.target)
+    for amp in (False, True):
+        s = identify_target(zm.model, x[start], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=amp)
+        print(f"{ds:8} {names[0]:10} all {len(s.labels)} labels x N={a.id_noise} x {a.id_steps} steps, amp={amp!s:5}: "
+              f"{s.seconds:6.1f} s (load {os.getloadavg()[0]:.1f}) -> target {s.target} (ASR {s.target_asr:.3f}; next {s.target_asr - s.margin:.3f})", flush=True)
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('datasets', nargs='*', default=['mnist'])
+    p.add_argument('--names', nargs='*', default=None)
+    p.add_argument('--n-starts', type=int, default=10)
+    p.add_argument('--n-noise', type=int, default=40, help='N of the sweeps (the paper: 40)')
+    p.add_argument('--steps', type=int, default=400)
+    p.add_argument('--id-noise', type=int, default=40)
+    p.add_argument('--id-steps', type=int, default=400)
+    p.add_argument('--denoiser-starts', type=int, default=5, help='start images for the w/ denoiser column (0: skip)')
+    p.add_argument('--no-nc', action='store_true')
+    p.add_argument('--amp', action='store_true', help='bfloat16 autocast in the sweeps and the scan')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--speed-only', action='store_true')
+    p.add_argument('--json', default=None, help='write the rows to this file')
+    a = p.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sweeps: N={a.n_noise}, {a.steps} steps, "
+          f"sigma in {PAPER_SIGMAS}; scan: N={a.id_noise}, {a.id_steps} steps; {a.n_starts} start images; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if not a.speed_only:
+        rows = []
+        for ds in a.datasets:
+            names = cached(ds, a.names or NAMES.get(ds, NAMES['mnist']))
+            if not names: print(f"{ds}: no zoo model cached, skipped"); continue
+            data = load_data(shared_data(ds))
+            zoo = model_zoo(ds, names, data=data, progress=False)
+            dn = pretrained_denoiser(ds, data.train.x, progress=False) if a.denoiser_starts > 0 else None
+            print(f"\n{ds}: eps grid {[round(e, 2) for e in default_eps(tuple(data.test.x.shape[1:]))]}; ASR in %, "
+                  f"mean over start images (SI w/: first {a.denoiser_starts})\n{HEAD}", flush=True)
+            for n in names:
+                r = run_model(ds, n, zoo[n], data, a, dn)
+                rows.append(r); print(fmt(r), flush=True)
+        bd = [r for r in rows if r['model'] != 'clean']
+        if bd:
+            print("\ntarget identified from one image:", sum(r['id_target'] == r['target'] and r['id_backdoored'] for r in bd), '/', len(bd),
+                  "; clean models called backdoored:", sum(r['id_backdoored'] for r in rows if r['model'] == 'clean'))
+            low = [f"{r['ds']}/{r['model']}" for r in bd if r['model'] in PATCH_STYLE and mean(r['smoothinv']) < 0.9]
+            print("patch-style models with SmoothInv w/o < 90 %:", ', '.join(low) or 'none')
+            worse = [f"{r['ds']}/{r['model']}" for r in bd if mean(r['smoothinv']) < mean(r['plainadv'])]
+            print("models where SmoothInv w/o < PlainAdv:", ', '.join(worse) or 'none')
+            for r in rows: print(f"  {r['ds']}/{r['model']}: per-label scan ASR {r['id_asr_all']}, best (eps, sigma) {r['best_cfg']}, "
+                                 f"sweep {r['t_smoothinv']:.0f} s/image" + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
+        if a.json:
+            with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
+    print("\nspeed of the all-class scan from one image:")
+    for ds in a.datasets: speed(ds, a)
+
+if __name__ == '__main__': main()
