@@ -26,18 +26,19 @@ from backdoor_nb.neural_cleanse import neural_cleanse
 UNLEARN_ASR, ACC_DROP, FILTER_FNR, FP_ANCHOR = 0.05, 0.02, 0.05, {'cifar10': (0.9131, 0.5713)}
 NC_VERSION = 2  # part of the scan cache key: bump when Neural Cleanse's defaults change
 
-def reversed_trigger(ds, name, zm, clean_x, scan, seed, cache, max_steps=None):
+def reversed_trigger(ds, name, zm, clean_x, scan, seed, cache, max_steps=None, fast=False):
     "NC's reversed trigger for the flagged label (cached); returns (trigger, label, info)."
     from safetensors.torch import save_file, load_file
     tgt = zm.backdoor.target
     steps = f"-steps{max_steps}" if max_steps else ''
-    path = Path(cache) / f"{ds}-{name}-s{seed}-n{len(clean_x)}-{scan}{steps}-nc{NC_VERSION}.safetensors"
+    path = Path(cache) / f"{ds}-{name}-s{seed}-n{len(clean_x)}-{scan}{steps}{'-fast' if fast else ''}-nc{NC_VERSION}.safetensors"
     if path.exists():
         d = load_file(str(path))
     else:
         labels = None if scan == 'full' else [tgt]
         t0 = time.time()
         hyper = {'max_steps': max_steps} if max_steps else {}
+        if fast: hyper.update(amp=True, channels_last=True)
         r = neural_cleanse(zm.model, clean_x, labels=labels, progress=False, seed=seed, **hyper)
         d = {'masks': r.masks, 'patterns': r.patterns, 'l1': r.l1, 'anomaly': r.anomaly,
              'labels': torch.tensor(r.labels), 'flagged': torch.tensor([l in r.flagged for l in r.labels]),
@@ -62,7 +63,7 @@ def run(ds, names, a):
     rows = []
     for n, zm in zoo.items():
         if zm.backdoor is None: continue
-        trig, label, info = reversed_trigger(ds, n, zm, clean.x[:a.n_support], a.scan, a.seed, a.cache, a.nc_steps)
+        trig, label, info = reversed_trigger(ds, n, zm, clean.x[:a.n_support], a.scan, a.seed, a.cache, a.nc_steps, a.nc_fast)
         how = (f"NC flagged {info['flagged']}, repairing with the trigger of label {label} "
                f"({'the true target' if info['right'] else 'NOT the true target'})" if a.scan == 'full' else
                f"NC reversed only the true target, label {label}" + (f" (at most {a.nc_steps} steps)" if a.nc_steps else ''))
@@ -110,6 +111,7 @@ def main(argv=None):
     p.add_argument('--scan', choices=['full', 'target'], default='full',
                    help="'full': every label, repair with the flagged one; 'target': only the true target (as if flagged)")
     p.add_argument('--nc-steps', type=int, default=None, help='cap on Neural Cleanse steps (default: its max_steps)')
+    p.add_argument('--nc-fast', action='store_true', help='Neural Cleanse with bfloat16 autocast and channels-last')
     p.add_argument('--epochs', type=int, default=10, help='the longer unlearning run reported beside 1 epoch')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cache', default=str(default_cache().parent / 'nc_triggers'))

@@ -12,7 +12,7 @@ from backdoor_nb.core import auroc
 from backdoor_nb.data import load_data, shared_data
 from backdoor_nb.neural_cleanse import neural_cleanse
 
-def detection(ds, names, n_support, seed, amp, clean_seeds):
+def detection(ds, names, n_support, seed, amp, clean_seeds, channels_last=False, max_steps=1000):
     data = load_data(shared_data(ds))
     zoo = model_zoo(ds, names, seed=seed, data=data, progress=False)
     for s in range(seed + 1, seed + 1 + clean_seeds):  # more clean models, so the AUROC has more than one negative
@@ -20,15 +20,16 @@ def detection(ds, names, n_support, seed, amp, clean_seeds):
     support = data.test.take(n_support, seed=seed + 1).x
     rows = []
     for n, zm in zoo.items():
-        r = neural_cleanse(zm.model, support, progress=False, seed=seed, amp=amp)
+        r = neural_cleanse(zm.model, support, progress=False, seed=seed, amp=amp, channels_last=channels_last, max_steps=max_steps)
         tgt = zm.backdoor.target if zm.backdoor else None
         ok = (r.flagged == [] if zm.backdoor is None else (tgt in r.flagged if tgt is not None else None))
         rows.append(dict(ds=ds, name=n, backdoored=zm.backdoored, target=tgt, flagged=r.flagged, score=r.max_anomaly,
                          target_index=(r.anomaly[tgt].item() if tgt is not None else float('nan')), ok=ok, seconds=r.seconds,
+                         steps=r.steps.float().mean().item(), unreached=int((~r.reached).sum()),
                          asr=zm.metrics.get('asr', float('nan'))))
         x = rows[-1]
         print(f"{ds:8} {n:16} {str(x['target']):>6} {str(x['flagged']):>10} {x['score']:>9.2f} {x['target_index']:>9.2f} "
-              f"{str(x['ok']):>6} {x['seconds']:>7.1f}", flush=True)
+              f"{str(x['ok']):>6} {x['seconds']:>7.1f} {x['steps']:>6.0f} {x['unreached']:>4}", flush=True)
     return rows
 
 def speed(steps, seed):
@@ -51,14 +52,17 @@ def main(argv=None):
     p.add_argument('--n-support', type=int, default=100)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast for the model forward pass')
+    p.add_argument('--max-steps', type=int, default=1000, help="NC's step cap (the original: 1000)")
+    p.add_argument('--channels-last', action='store_true', help='channels-last memory format (faster CPU convolutions)')
     p.add_argument('--clean-seeds', type=int, default=0, help='extra clean models (seeds seed+1, ...) per dataset')
     p.add_argument('--speed-steps', type=int, default=20)
     p.add_argument('--speed-only', action='store_true')
     a = p.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; {a.n_support} clean support images per scan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; {a.n_support} clean support images per scan"
+          f"{', bfloat16 autocast' if a.amp else ''}{', channels-last' if a.channels_last else ''}, at most {a.max_steps} steps")
     if not a.speed_only:
-        print(f"{'dataset':8} {'model':16} {'target':>6} {'flagged':>10} {'max index':>9} {'tgt index':>9} {'right':>6} {'NC s':>7}")
-        rows = [r for ds in a.datasets for r in detection(ds, a.names, a.n_support, a.seed, a.amp, a.clean_seeds)]
+        print(f"{'dataset':8} {'model':16} {'target':>6} {'flagged':>10} {'max index':>9} {'tgt index':>9} {'right':>6} {'NC s':>7} {'steps':>6} {'unr.':>4}")
+        rows = [r for ds in a.datasets for r in detection(ds, a.names, a.n_support, a.seed, a.amp, a.clean_seeds, a.channels_last, a.max_steps)]
         pos = [r['backdoored'] for r in rows]
         if any(pos) and not all(pos):
             print(f"\nAUROC of the max anomaly index over {len(rows)} models: {auroc([r['score'] for r in rows], pos):.3f}")
@@ -67,6 +71,6 @@ def main(argv=None):
         for ds in a.datasets:
             t = [r['seconds'] for r in rows if r['ds'] == ds]
             print(f"{ds}: full scan {min(t):.1f}-{max(t):.1f} s (median {sorted(t)[len(t) // 2]:.1f} s)")
-    speed(a.speed_steps, a.seed)
+    if a.speed_steps > 0: speed(a.speed_steps, a.seed)
 
 if __name__ == '__main__': main()
