@@ -37,6 +37,8 @@ def speed(steps, seed):
     zm = model_zoo('mnist', ['badnets'], seed=seed, data=data, progress=False)['badnets']
     support = data.test.take(100, seed=seed + 1).x
     res = {}
+    for chunk in (None, 1):  # warm-up: the first calls pay for allocator and kernel set-up
+        neural_cleanse(zm.model, support, progress=False, seed=seed, chunk=chunk, max_steps=2, early_stop=False)
     for label, chunk in (('batched', None), ('sequential', 1)):
         r = neural_cleanse(zm.model, support, progress=False, seed=seed, chunk=chunk, max_steps=steps, early_stop=False)
         res[label] = r
