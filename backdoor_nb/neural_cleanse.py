@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import (Trigger, get_device, check_images, check_label, eval_mode, batched_logits, show_images,
+from .core import (Trigger, get_device, check_images, check_label, eval_mode, frozen, batched_logits, show_images,
                               mask_overlap, stack_triggers)
 
 # %% auto #0
@@ -131,12 +131,11 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
     n_mb = max(1, (cfg.samples_per_step or N) // cfg.batch_size)  # mini-batches per step (drop-last epochs)
     states = {l: _LabelState(cfg.init_cost) for l in labels}
     interrupted, t0 = False, time.time()
-    for p in model.parameters(): p.requires_grad_(False)
     fmt = torch.channels_last if cfg.channels_last else None
     if fmt is not None: model.to(memory_format=fmt)  # converted back below
     bar = tqdm(total=len(labels) * cfg.max_steps, desc='neural cleanse', disable=not progress, leave=False)
     try:
-        with eval_mode(model):
+        with eval_mode(model), frozen(model):
             for c0 in range(0, len(labels), chunk):
                 ls = labels[c0:c0 + chunk]
                 wm, wp = _init_params(ls, C, H, W, cfg.seed)
@@ -177,7 +176,6 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
         interrupted = True
     finally:
         bar.close()
-        for p in model.parameters(): p.requires_grad_(True)
         if fmt is not None: model.to(memory_format=torch.contiguous_format)
     out = {'labels': labels, 'interrupted': interrupted, 'seconds': time.time() - t0}
     rows = []

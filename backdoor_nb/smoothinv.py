@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode,
+from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
                               batched_logits, attack_success_rate, show_images, strength_map)
 
 # %% auto #0
@@ -69,12 +69,6 @@ def _one_image(x, name='x'):
     return check_images(x, name, ndim=3)
 
 def _n_classes(model, x, dev): return batched_logits(model, x[None], device=dev).shape[1]
-
-def _freeze(*mods):
-    "Turn off parameter gradients of the modules; returns the parameters to turn back on."
-    ps = [p for m in mods if isinstance(m, nn.Module) for p in m.parameters() if p.requires_grad]
-    for p in ps: p.requires_grad_(False)
-    return ps
 
 def _heldout(x_heldout, y_heldout, xn='x_heldout', yn='y_heldout'):
     if (x_heldout is None) != (y_heldout is None): raise ValueError(f"give {xn} and {yn} together")
@@ -152,26 +146,22 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
     hist = {k: torch.zeros(steps, B) for k in ('loss', 'prob', 'norm')}
     snap_at = sorted({int(k) for k in snapshots if 0 <= int(k) <= steps})
     snaps = []
-    frozen = _freeze(model, denoiser)
-    try:
-        with eval_mode(model):
-            if isinstance(denoiser, nn.Module): denoiser.eval()
-            for k in range(steps):
-                if k in snap_at: snaps.append((x + p).detach().cpu())
-                p.requires_grad_(True)
-                noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
-                logG = smoothed_log_probs(model, x + p, s, noise, denoiser, amp).gather(1, t[:, None])[:, 0]
-                if not torch.isfinite(logG).all(): raise FloatingPointError("SmoothInv loss became NaN/inf")
-                grad, = torch.autograd.grad(-logG.sum(), p)
-                with torch.no_grad():
-                    p = p - v(a) * grad / v(grad.flatten(1).norm(dim=1).clamp_min(1e-12))
-                    p = p * v((e / p.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1))
-                    p = (x + p).clamp(0, 1) - x
-                    hist['loss'][k], hist['prob'][k] = -logG.detach().cpu(), logG.detach().exp().cpu()
-                    hist['norm'][k] = p.flatten(1).norm(dim=1).cpu()
-            if steps in snap_at: snaps.append((x + p).detach().cpu())
-    finally:
-        for q in frozen: q.requires_grad_(True)
+    with eval_mode(model), frozen(model, denoiser if isinstance(denoiser, nn.Module) else None):
+        if isinstance(denoiser, nn.Module): denoiser.eval()
+        for k in range(steps):
+            if k in snap_at: snaps.append((x + p).detach().cpu())
+            p.requires_grad_(True)
+            noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
+            logG = smoothed_log_probs(model, x + p, s, noise, denoiser, amp).gather(1, t[:, None])[:, 0]
+            if not torch.isfinite(logG).all(): raise FloatingPointError("SmoothInv loss became NaN/inf")
+            grad, = torch.autograd.grad(-logG.sum(), p)
+            with torch.no_grad():
+                p = p - v(a) * grad / v(grad.flatten(1).norm(dim=1).clamp_min(1e-12))
+                p = p * v((e / p.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1))
+                p = (x + p).clamp(0, 1) - x
+                hist['loss'][k], hist['prob'][k] = -logG.detach().cpu(), logG.detach().exp().cpu()
+                hist['norm'][k] = p.flatten(1).norm(dim=1).cpu()
+        if steps in snap_at: snaps.append((x + p).detach().cpu())
     return {'p': p.detach().cpu(), 'targets': t.cpu(), 'eps': e.cpu(), 'sigma': s.cpu(), 'step_size': a.cpu(),
             'history': hist, 'snapshots': torch.stack(snaps, 1) if snaps else None, 'snapshot_steps': snap_at}
 

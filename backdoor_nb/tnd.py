@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import (Trigger, get_device, check_images, check_labels, check_label, eval_mode, batched_logits,
+from .core import (Trigger, get_device, check_images, check_labels, check_label, eval_mode, frozen, batched_logits,
                               show_images)
 from .neural_cleanse import NCConfig, anomaly_index, flag_outliers, optimize_triggers
 from .mitigation import Layer, resolve_layer, tap
@@ -303,17 +303,12 @@ def df_tnd(model:nn.Module, # any classifier mapping [0, 1] images to logits
     lay = resolve_layer(model, x0[:1], layer, device=dev)
     labels = list(range(batched_logits(model, x0[:1], device=dev).shape[1]))
     if len(labels) < 3: raise ValueError(f"the model has {len(labels)} outputs; the MAD rule needs at least 3 labels")
-    req = [q.requires_grad for q in model.parameters()]
-    try:
-        for q in model.parameters(): q.requires_grad_(False)
-        with eval_mode(model):
-            m, p, w, tr = activation_ascent(model, lay, x0, cfg, device=dev, progress=progress)
-            if cfg.refine:
-                m, p = m.mean(0, keepdim=True).expand_as(m).clone(), p.mean(0, keepdim=True).expand_as(p).clone()
-                m, p, w, tr2 = activation_ascent(model, lay, x0, cfg, m, p, w, device=dev, progress=progress, desc='DF-TND refine')
-                tr = tr + tr2
-    finally:
-        for q, r in zip(model.parameters(), req): q.requires_grad_(r)
+    with eval_mode(model), frozen(model):
+        m, p, w, tr = activation_ascent(model, lay, x0, cfg, device=dev, progress=progress)
+        if cfg.refine:
+            m, p = m.mean(0, keepdim=True).expand_as(m).clone(), p.mean(0, keepdim=True).expand_as(p).clone()
+            m, p, w, tr2 = activation_ascent(model, lay, x0, cfg, m, p, w, device=dev, progress=progress, desc='DF-TND refine')
+            tr = tr + tr2
     trig = Trigger(m, p, name='DF-TND')
     before, after = batched_logits(model, x0, device=dev), batched_logits(model, x0, trig, device=dev)
     score = (after - before).mean(0)  # L_k

@@ -45,3 +45,9 @@ def test_interrupt_keeps_partial_results(model, x, monkeypatch):
 
 def test_anomaly_index_needs_three():
     with pytest.raises(ValueError, match='at least 3'): anomaly_index([1., 2.])
+
+def test_parameter_flags_restored(model, x):
+    "The scan freezes the weights while it runs and leaves each `requires_grad` flag as it found it."
+    model[1].bias.requires_grad_(False)
+    neural_cleanse(model, x, max_steps=2, samples_per_step=16, batch_size=8, progress=False, device='cpu')
+    assert [p.requires_grad for p in model.parameters()] == [True, False]
