@@ -79,18 +79,21 @@ def run(ds, names, a):
             print(f"{ds:8} {n:14} {method:20} {r['acc0']:6.4f} -> {r['acc']:6.4f}  {r['asr0']:6.4f} -> {r['asr']:6.4f} "
                   f"{sec:7.1f}  {'' if ok is None else ('met' if ok else 'MISSED'):6} {extra}", flush=True)
         keep = yt != zm.backdoor.target
-        f = nc_filter(zm.model, clean.x, trig, fpr=0.05)
-        e = f.evaluate(xt, zm.backdoor.stamp(xt[keep]))
-        row('NC filter @5% FPR', b, f.seconds, f"test FPR {e['fpr']:.3f}, FNR {e['fnr']:.3f}",
-            e['fnr'] <= FILTER_FNR if n == 'badnets' else None)
-        for ep in sorted({1, a.epochs}):
+        for top, what in ((0.01, 'top 1%'), (None, 'gap-weighted')) if 'filter' in a.methods else ():
+            f = nc_filter(zm.model, clean.x, trig, fpr=0.05, top=top)
+            e = f.evaluate(xt, zm.backdoor.stamp(xt[keep]))
+            row(f'NC filter {what}', b, f.seconds, f"@5% FPR: test FPR {e['fpr']:.3f}, FNR {e['fnr']:.3f}",
+                e['fnr'] <= FILTER_FNR if n == 'badnets' else None)
+        for ep in (sorted({1, a.epochs}) if 'unlearn' in a.methods else []):
             m, rep = nc_unlearn(zm.model, clean.x, clean.y, trig, target=label, epochs=ep, augment=aug)
             t = time.time(); after = ev(m)
             row(f"NC unlearning {ep} ep", after, rep.seconds, '',
                 after['asr'] <= UNLEARN_ASR and b['clean_acc'] - after['clean_acc'] <= ACC_DROP)
-        m, rep = nc_prune(zm.model, clean.x, clean.y, trig, target=label, full_curve=False)
-        row('NC pruning', ev(m), rep.seconds, f"{rep.chosen:.0%} of {rep.info['layer'].n_units} units"
-            + ('' if rep.info['reached_asr_budget'] else ' (ASR budget not reached)'))
+        if 'prune' in a.methods:
+            m, rep = nc_prune(zm.model, clean.x, clean.y, trig, target=label, full_curve=False)
+            row('NC pruning', ev(m), rep.seconds, f"{rep.chosen:.0%} of {rep.info['layer'].n_units} units"
+                + ('' if rep.info['reached_asr_budget'] else ' (ASR budget not reached)'))
+        if 'fp' not in a.methods: continue
         m, rep = fine_pruning(zm.model, clean.x, clean.y, trig, target=label, augment=aug)
         k = round(rep.chosen * rep.info['layer'].n_units)
         p = ev(prune_units(copy.deepcopy(zm.model), rep.info['layer'], rep.info['order'][:k]))
@@ -112,6 +115,8 @@ def main(argv=None):
                    help="'full': every label, repair with the flagged one; 'target': only the true target (as if flagged)")
     p.add_argument('--nc-steps', type=int, default=None, help='cap on Neural Cleanse steps (default: its max_steps)')
     p.add_argument('--nc-fast', action='store_true', help='Neural Cleanse with bfloat16 autocast and channels-last')
+    p.add_argument('--methods', nargs='*', default=['filter', 'unlearn', 'prune', 'fp'], choices=['filter', 'unlearn', 'prune', 'fp'],
+                   help='which repairs to run (default: all)')
     p.add_argument('--epochs', type=int, default=10, help='the longer unlearning run reported beside 1 epoch')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cache', default=str(default_cache().parent / 'nc_triggers'))

@@ -79,6 +79,9 @@ def test_repairs_on_toy(toy):
     assert len(gone) and unit_activations(m, r.info['layer'], te.x)[:, gone].abs().max() == 0
     f = nc_filter(net, clean.x, bd.trigger, top=0.25, device='cpu')
     assert f.evaluate(te.x, bd.stamp(te.x[te.y != 0]))['fnr'] < 0.1
+    w = nc_filter(net, clean.x, bd.trigger, top=None, device='cpu')  # every unit the trigger raises, weighted by its gap
+    assert abs(w.weights.sum().item() - 1) < 1e-5 and len(w.units) > 2
+    assert w.evaluate(te.x, bd.stamp(te.x[te.y != 0]))['fnr'] < 0.1
     assert _same(net, before)  # no repair touches the input model
 
 def test_repair_demo_step(toy):
