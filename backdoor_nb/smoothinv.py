@@ -260,6 +260,7 @@ class TargetScan:
     "SmoothInv toward every label from one image: the transfer ASR of each label's perturbation; plots itself."
     labels:list; asr:Tensor; perturbations:Tensor; x:Tensor; source:int; eps:float; sigma:float
     threshold:float; seconds:float; history:dict=field(default_factory=dict); classes:Optional[list]=None
+    ladder:list=field(default_factory=list) # `(eps, asr per label)` of every budget scanned, the last one is this scan's
 
     @property
     def target(self)->int:
@@ -269,8 +270,8 @@ class TargetScan:
     def target_asr(self)->float: return self.asr.max().item()
     @property
     def backdoored(self)->bool:
-        "True when the best label's transfer ASR reaches the threshold."
-        return self.target_asr >= self.threshold
+        "True when exactly one label's transfer ASR reaches the threshold (several: the budget admits universal perturbations)."
+        return int((self.asr >= self.threshold).sum()) == 1
     @property
     def margin(self)->float:
         "Best minus second-best transfer ASR."
@@ -290,7 +291,8 @@ class TargetScan:
     def __repr__(self):
         return (f"TargetScan({len(self.labels)} labels, {self.seconds:.1f} s): target {self._name(self.target)}, transfer ASR "
                 f"{self.target_asr:.3f} (next best {self.target_asr - self.margin:.3f}); "
-                f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}")
+                f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}, eps {self.eps:.2f}"
+                + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, _ in self.ladder)})" if len(self.ladder) > 1 else ''))
 
     def table(self)->str:
         "One line per label: transfer ASR and the final smoothed probability of the label."
@@ -324,8 +326,9 @@ class TargetScan:
 def identify_target(model:nn.Module, # the classifier to scan
                     x:Tensor, # one clean image `(C, H, W)`
                     x_heldout:Tensor, y_heldout:Tensor, # clean images (and labels) to measure transfer on
-                    eps:Optional[float]=None, # L2 budget; default `default_eps(x.shape)[0]` (the paper's 5, scaled)
+                    eps:Optional[float]=None, # first L2 budget; default `default_eps(x.shape)[0]` (the paper's 5, scaled)
                     sigma:float=0.25, n_noise:int=40, steps:int=400,
+                    shrink:int=3, # times the budget is halved while more than one label transfers (0: one fixed budget)
                     labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
                     denoiser:Optional[Callable]=None,
                     threshold:float=0.5, # transfer ASR from which the model is called backdoored
@@ -341,12 +344,17 @@ def identify_target(model:nn.Module, # the classifier to scan
     labels = list(range(K)) if labels is None else [check_label(l, K, 'labels') for l in labels]
     if not labels: raise ValueError("labels is empty")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    t0 = time.time()
-    run = smooth_pgd(model, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), dev)
-    asr = torch.tensor([_transfer_asr(model, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
+    _check_int(shrink, 'shrink', lo=0)
+    t0, ladder = time.time(), []
+    for k in range(shrink + 1):
+        if k: eps = eps / 2
+        run = smooth_pgd(model, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), dev)
+        asr = torch.tensor([_transfer_asr(model, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
+        ladder.append((eps, asr))
+        if int((asr >= threshold).sum()) <= 1: break
     src = int(batched_logits(model, x[None], device=dev).argmax(1))
     return TargetScan(labels, asr, run['p'], x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,
-                      run['history'], list(classes) if classes is not None else None)
+                      run['history'], list(classes) if classes is not None else None, ladder)
 
 # %% ../nbs/40_smoothinv.ipynb #61844602
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step

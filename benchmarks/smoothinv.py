@@ -46,19 +46,21 @@ def run_model(ds, name, zm, data, a, dn):
     kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], steps=a.steps, snapshots=(), seed=a.seed, amp=a.amp)
     row = {'ds': ds, 'model': name, 'target': tgt, 'true_asr': zm.metrics.get('asr', float('nan')),
            'clean_acc': zm.metrics.get('clean_acc', float('nan'))}
+    if a.identify_only: starts = starts[:1]
     t0 = time.time()
-    si = [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, **kw) for i in starts]
-    row['smoothinv'] = [r.asr for r in si]
-    row['best_cfg'] = [(round(r.info['eps'], 2), r.info['sigma']) for r in si]
-    row['t_smoothinv'] = (time.time() - t0) / len(starts)
-    pa = [smoothinv_sweep(zm.model, x[i], tgt, sigmas=[0.], n_noise=1, method='plainadv', **kw) for i in starts]
-    row['plainadv'] = [r.asr for r in pa]
-    if dn is not None and a.denoiser_starts > 0:
+    si = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, **kw) for i in starts]
+    if si:
+        row['smoothinv'] = [r.asr for r in si]
+        row['best_cfg'] = [(round(r.info['eps'], 2), r.info['sigma']) for r in si]
+        row['t_smoothinv'] = (time.time() - t0) / len(starts)
+    pa = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], tgt, sigmas=[0.], n_noise=1, method='plainadv', **kw) for i in starts]
+    if pa: row['plainadv'] = [r.asr for r in pa]
+    if dn is not None and a.denoiser_starts > 0 and not a.identify_only:
         t0 = time.time()
         sd = [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, denoiser=dn, **kw) for i in starts[:a.denoiser_starts]]
         row['smoothinv_dn'] = [r.asr for r in sd]
         row['t_smoothinv_dn'] = (time.time() - t0) / len(sd)
-    if not a.no_nc:
+    if not (a.no_nc or a.identify_only):
         t0 = time.time()
         nc = [nc_single_image(zm.model, x[i], tgt, x[ev], y[ev], seed=a.seed) for i in starts]
         row['nc'] = [r.asr for r in nc]
@@ -66,7 +68,8 @@ def run_model(ds, name, zm, data, a, dn):
     t0 = time.time()
     scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
     row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
-               id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()])
+               id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
+               id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()]) for e, asr in scan.ladder])
     return row
 
 def mean(v): return sum(v) / len(v) if v else float('nan')
@@ -106,6 +109,7 @@ def main(argv=None):
     p.add_argument('--id-steps', type=int, default=400)
     p.add_argument('--denoiser-starts', type=int, default=5, help='start images for the w/ denoiser column (0: skip)')
     p.add_argument('--no-nc', action='store_true')
+    p.add_argument('--identify-only', action='store_true', help='only the one-image target identification (first start image)')
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast in the sweeps and the scan')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--speed-only', action='store_true')
@@ -121,7 +125,7 @@ def main(argv=None):
             if not names: print(f"{ds}: no zoo model cached, skipped"); continue
             data = load_data(shared_data(ds))
             zoo = model_zoo(ds, names, data=data, progress=False)
-            dn = pretrained_denoiser(ds, data.train.x, progress=False) if a.denoiser_starts > 0 else None
+            dn = pretrained_denoiser(ds, data.train.x, progress=False) if a.denoiser_starts > 0 and not a.identify_only else None
             print(f"\n{ds}: eps grid {[round(e, 2) for e in default_eps(tuple(data.test.x.shape[1:]))]}; ASR in %, "
                   f"mean over start images (SI w/: first {a.denoiser_starts})\n{HEAD}", flush=True)
             for n in names:
@@ -131,12 +135,15 @@ def main(argv=None):
         if bd:
             print("\ntarget identified from one image:", sum(r['id_target'] == r['target'] and r['id_backdoored'] for r in bd), '/', len(bd),
                   "; clean models called backdoored:", sum(r['id_backdoored'] for r in rows if r['model'] == 'clean'))
-            low = [f"{r['ds']}/{r['model']}" for r in bd if r['model'] in PATCH_STYLE and mean(r['smoothinv']) < 0.9]
+            low = [f"{r['ds']}/{r['model']}" for r in bd if r['model'] in PATCH_STYLE and 'smoothinv' in r and mean(r['smoothinv']) < 0.9]
             print("patch-style models with SmoothInv w/o < 90 %:", ', '.join(low) or 'none')
-            worse = [f"{r['ds']}/{r['model']}" for r in bd if mean(r['smoothinv']) < mean(r['plainadv'])]
+            worse = [f"{r['ds']}/{r['model']}" for r in bd if 'smoothinv' in r and mean(r['smoothinv']) < mean(r['plainadv'])]
             print("models where SmoothInv w/o < PlainAdv:", ', '.join(worse) or 'none')
-            for r in rows: print(f"  {r['ds']}/{r['model']}: per-label scan ASR {r['id_asr_all']}, best (eps, sigma) {r['best_cfg']}, "
-                                 f"sweep {r['t_smoothinv']:.0f} s/image" + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
+            for r in rows:
+                print(f"  {r['ds']}/{r['model']}: per-label scan ASR by budget: "
+                      + '; '.join(f"eps {e}: {v}" for e, v in r['id_ladder'])
+                      + (f", best (eps, sigma) {r['best_cfg']}, sweep {r['t_smoothinv']:.0f} s/image" if 'best_cfg' in r else '')
+                      + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
         if a.json:
             with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
     print("\nspeed of the all-class scan from one image:")

@@ -96,6 +96,17 @@ def test_identification(toy):
     assert not identify_target(Toy(backdoor=False), x0, xh, yh, eps=1.5, **FAST).backdoored
     ax = s.plot(); assert len(ax.patches) == 6
 
+def test_budget_ladder(toy):
+    "Too large a budget lets every label transfer: the scan halves it until at most one label does."
+    m, x0, xh, yh = toy
+    fixed = identify_target(m, x0, xh, yh, eps=6., shrink=0, **FAST)
+    assert (fixed.asr >= 0.5).sum() > 1 and not fixed.backdoored and len(fixed.ladder) == 1
+    s = identify_target(m, x0, xh, yh, eps=6., **FAST)
+    assert [e for e, _ in s.ladder][0] == 6. and s.eps < 6. and s.target == 3 and s.backdoored
+    assert all(e2 == e1 / 2 for (e1, _), (e2, _) in zip(s.ladder, s.ladder[1:]))
+    assert not identify_target(Toy(backdoor=False), x0, xh, yh, eps=6., **FAST).backdoored
+    with pytest.raises(ValueError, match='shrink must be an int >= 0'): identify_target(m, x0, xh, yh, shrink=1.5)
+
 def test_denoiser_hook_is_used(toy):
     m, x0, xh, yh = toy
     calls = []
