@@ -39,7 +39,9 @@ def right(r, zm):
     t = zm.backdoor.target
     return None if t is None else t in r.flagged
 
-def scan(ds, models, seed, n_support):
+DETECTORS = ('DL-TND', 'DF-TND', 'NC')
+
+def scan(ds, models, seed, n_support, detectors=DETECTORS):
     data = load_data(shared_data(ds))
     one = data.test.per_class(1, seed=seed)
     support = data.test.take(n_support, seed=seed + 1).x
@@ -47,14 +49,17 @@ def scan(ds, models, seed, n_support):
     rows = []
     for name, path in models.items():
         zm = load_zoo_model(path)
-        res = {'DL-TND': dl_tnd(zm.model, one.x, one.y, progress=False, seed=seed),
-               'DF-TND': df_tnd(zm.model, shape, progress=False, seed=seed),
-               'NC': neural_cleanse(zm.model, support, progress=False, seed=seed)}
+        run = {'DL-TND': lambda: dl_tnd(zm.model, one.x, one.y, progress=False, seed=seed),
+               'DF-TND': lambda: df_tnd(zm.model, shape, progress=False, seed=seed),
+               'NC': lambda: neural_cleanse(zm.model, support, progress=False, seed=seed)}
+        res = {k: run[k]() if k in detectors else None for k in DETECTORS}
         row = dict(ds=ds, name=name, backdoored=zm.backdoored, target=zm.backdoor.target if zm.backdoor else None,
-                   dl_logits=logit_space_score(res['DL-TND']))
-        for k, r in res.items(): row[k] = dict(flagged=r.flagged, score=r.max_anomaly, ok=right(r, zm), seconds=r.seconds)
+                   dl_logits=logit_space_score(res['DL-TND']) if res['DL-TND'] is not None else None)
+        for k, r in res.items():
+            row[k] = None if r is None else dict(flagged=r.flagged, score=r.max_anomaly, ok=right(r, zm), seconds=r.seconds)
         rows.append(row)
-        cells = ' '.join(f"{str(row[k]['flagged']):>9} {row[k]['score']:6.2f} {str(row[k]['ok']):>5} {row[k]['seconds']:6.1f}" for k in res)
+        cells = ' '.join(f"{'-':>9} {'-':>6} {'-':>5} {'-':>6}" if row[k] is None else
+                         f"{str(row[k]['flagged']):>9} {row[k]['score']:6.2f} {str(row[k]['ok']):>5} {row[k]['seconds']:6.1f}" for k in res)
         print(f"{ds:8} {name:16} {str(row['target']):>6} {cells}", flush=True)
     return rows
 
@@ -65,6 +70,7 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0, help='zoo seed of the models; also seeds the images and the detectors')
     p.add_argument('--clean-seeds', type=int, default=0, help='also scan cached clean models of seeds seed+1, ... (more negatives)')
     p.add_argument('--n-support', type=int, default=100, help="Neural Cleanse's clean images")
+    p.add_argument('--detectors', nargs='*', default=list(DETECTORS), choices=DETECTORS, help='which detectors to run (default: all)')
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DL-TND: 1 test image per class, DF-TND: "
           f"10 noise images, NC: {a.n_support} test images")
@@ -78,11 +84,11 @@ def main(argv=None):
         missing = sorted(set(a.names or []) - set(models))
         if missing: print(f"{ds}: not in the cache, skipped (this benchmark never trains): {', '.join(missing)}")
         if not models: print(f"{ds}: no cached models in {default_cache()}"); continue
-        rows += scan(ds, models, a.seed, a.n_support)
+        rows += scan(ds, models, a.seed, a.n_support, a.detectors)
     if not rows: return
     pos = [r['backdoored'] for r in rows]
     print()
-    for k in ('DL-TND', 'DF-TND', 'NC'):
+    for k in a.detectors:
         sc = [r[k]['score'] for r in rows]
         au = f"{auroc(sc, pos):.3f}" if any(pos) and not all(pos) else 'n/a (needs clean and backdoored models)'
         hits = [r for r in rows if r['target'] is not None]
@@ -91,7 +97,7 @@ def main(argv=None):
         t = sorted(r[k]['seconds'] for r in rows)
         print(f"{k:7} AUROC {au}; target flagged on {tgt}/{len(hits)} single-target models; "
               f"false flags on {fp}/{len(rows) - sum(pos)} clean models; {t[len(t) // 2]:.1f} s per model (median)")
-    if any(pos) and not all(pos):
+    if any(pos) and not all(pos) and 'DL-TND' in a.detectors:
         print(f"DL-TND scored in logit space (reference code): AUROC {auroc([r['dl_logits'] for r in rows], pos):.3f}")
 
 if __name__ == '__main__': main()
