@@ -17,28 +17,30 @@ from backdoor_nb.data import load_data, shared_data
 from backdoor_nb.crown_restore import restore, Additive, Patch, GRADIENTS
 
 KINDS = {'badnets': lambda C: Patch(lam=0.1), 'additive': lambda C: Additive(eps=0.1 if C == 1 else 16 / 255)}
+CONTROL = {'clean': 'badnets', 'clean-additive': 'additive'}  # a clean model restored like this backdoored kind (no ground truth)
 
-def splits(y, target, seed, n_clean):
-    "10 clean images (not of the target) from the first half of the test split, held-out images from the second half."
+def splits(y, target, seed, n_clean, n_heldout=None):
+    "Clean images (not of the target) from the first half of the test split; the first `n_heldout` non-target images of the second half."
     n = len(y); half = n // 2
     g = torch.Generator().manual_seed(seed)
     pool = torch.randperm(half, generator=g)
     clean = [int(i) for i in pool if int(y[i]) != target][:n_clean]
     ho = torch.arange(half, n)
-    return torch.tensor(clean), ho[y[ho] != target]
+    return torch.tensor(clean, dtype=torch.long), ho[y[ho] != target][:n_heldout]
 
 def run(ds, name, zm, data, a):
     x, y = data.test.x, data.test.y
-    tgt, tt = zm.backdoor.target, zm.backdoor.trigger
+    tgt, tt = (zm.backdoor.target, zm.backdoor.trigger) if zm.backdoor is not None else (0, None)
+    kind = KINDS[CONTROL.get(name, name)](x.shape[1])
     rows = []
     for n_clean in a.n_clean:
         for seed in a.seeds:
-            ci, ho = splits(y, tgt, seed, n_clean)
+            ci, ho = splits(y, tgt, seed, n_clean, a.n_heldout)
             for grad in a.grads:
-                r = restore(zm.model, tgt, x[ci] if n_clean else None, kind=KINDS[name](x.shape[1]), grad=grad, rho=a.rho,
+                r = restore(zm.model, tgt, x[ci] if n_clean else None, kind=kind, grad=grad, rho=a.rho,
                             steps=a.steps, lr=a.lr, x_heldout=x[ho], y_heldout=y[ho], eval_every=a.eval_every, seed=seed)
                 rows.append({'ds': ds, 'model': name, 'n_clean': n_clean, 'seed': seed, 'grad': grad, 'asr': r.asr,
-                             'iou': r.fidelity(tt)['iou'], 'cos': cosine(r.trigger, tt), 'seconds': r.seconds, 'true_asr': zm.metrics.get('asr'),
+                             'iou': r.fidelity(tt)['iou'] if tt is not None else float('nan'), 'cos': cosine(r.trigger, tt) if tt is not None else float('nan'), 'seconds': r.seconds, 'true_asr': zm.metrics.get('asr', float('nan')),
                              'curve': [round(v, 3) for v in r.history['asr']], 'steps_at': r.history['step']})
                 print(f"  {ds}/{name} clean={n_clean} seed={seed} {grad:10}: ASR {r.asr:.3f} IoU {rows[-1]['iou']:.2f} cos {rows[-1]['cos']:.2f} {r.seconds:5.1f} s", flush=True)
     return rows
@@ -84,6 +86,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('datasets', nargs='*', default=['mnist'])
     p.add_argument('--names', nargs='*', default=['badnets', 'additive'])
+    p.add_argument('--controls', nargs='*', default=[], choices=list(CONTROL), help='clean-model controls: clean (patch), clean-additive')
     p.add_argument('--seeds', nargs='*', type=int, default=[0, 1, 2])
     p.add_argument('--n-clean', nargs='*', type=int, default=[0, 10])
     p.add_argument('--grads', nargs='*', default=['crown-tail', 'exact'])
@@ -91,6 +94,7 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=200)
     p.add_argument('--lr', type=float, default=0.1)
     p.add_argument('--eval-every', type=int, default=20)
+    p.add_argument('--n-heldout', type=int, default=None, help='cap on the held-out images (default: all non-target images of the second half)')
     p.add_argument('--cost-only', action='store_true')
     p.add_argument('--no-cost', action='store_true')
     p.add_argument('--cost-batch', type=int, default=4)
@@ -107,6 +111,8 @@ def main(argv=None):
             data = load_data(shared_data(ds))
             zoo = model_zoo(ds, a.names, data=data, progress=False)
             for n in a.names: rows += run(ds, n, zoo[n], data, a)
+            for n in a.controls:  # a clean model, restored like a backdoored kind: the ASR a trigger-free model gives
+                rows += run(ds, n, model_zoo(ds, ['clean'], data=data, progress=False)['clean'], data, a)
         print(); table(rows, a.grads)
         if a.json:
             with open(a.json, 'w') as f: json.dump(rows, f, indent=1)

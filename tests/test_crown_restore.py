@@ -48,20 +48,24 @@ def test_tiny_ball_gives_the_exact_gradient(toy, name):
     for side in ('mid', 'lower'):
         torch.testing.assert_close(GRADIENTS[name].make(m, xs, 'cpu', side=side)(xs, 3, 1e-4, w), ge, atol=1e-4, rtol=0)
     assert not torch.allclose(GRADIENTS[name].make(m, xs, 'cpu')(xs, 3, 0.3, w), ge, atol=1e-3)
+    assert all(p.requires_grad for p in m.parameters())   # auto_LiRPA's side effect on the wrapped model is undone
 
 def test_crown_finds_the_dead_backdoor_unit_exact_does_not(toy):
     m, x, y, patch = toy
     ho = dict(x_heldout=x[20:], y_heldout=y[20:])
     for xin in (None, x[:10]):
-        c = restore(m, 3, xin, grad='crown-tail', **KW, **ho)
-        e = restore(m, 3, xin, grad='exact', **KW, **ho)
+        # clean images alone, or blank and mean starts (bright noise starts can wake the corner unit by chance)
+        st = dict(n_starts=12, starts=('blank', 'mean')) if xin is None else dict(n_starts=0)
+        c = restore(m, 3, xin, grad='crown-tail', **st, **KW, **ho)
+        e = restore(m, 3, xin, grad='exact', **st, **KW, **ho)
         assert isinstance(c, InversionResult) and c.method == 'crown-tail-restore' and e.method == 'exact-sgd'
         assert c.asr > 0.9 and c.fidelity(patch)['iou'] == 1.0
-        assert e.asr < 0.1
+        assert e.fidelity(patch)['iou'] == 0.0   # the exact optimizer paints label 3's rows instead
+        if xin is not None: assert e.asr < 0.1
         assert c.history['asr'][-1] == c.asr and len(c.history['loss']) == 60
-    full = restore(m, 3, x[:3], grad='crown', **KW, **ho)
+    full = restore(m, 3, x[:3], n_starts=0, grad='crown', **KW, **ho)
     assert full.asr > 0.9 and full.method == 'crown-restore'
-    low = restore(m, 3, x[:10], grad='crown-tail', grad_opts={'side': 'lower'}, **KW, **ho)
+    low = restore(m, 3, x[:10], n_starts=0, grad='crown-tail', grad_opts={'side': 'lower'}, **KW, **ho)
     assert low.asr < 0.1   # the lower bound relaxes the backdoor ReLU with slope 0
 
 def test_additive_budget_and_reproducibility(toy):
