@@ -174,19 +174,27 @@ def _unsupported_error(model, x, cause)->UnsupportedModelError:
     return UnsupportedModelError(f"auto_LiRPA cannot bound layer type(s) {', '.join(kinds)}: unsupported operation(s) {detail}. {_FALLBACK}")
 
 # %% ../nbs/03_lirpa.ipynb #efa955be
+@contextmanager
+def _keep_grad_flags(module:nn.Module):
+    "auto_LiRPA switches off `requires_grad` on the parameters it bounds (shared with the user's model): put them back."
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try: yield
+    finally:
+        for p, f in flags: p.requires_grad_(f)
+
 def bound_model(model:nn.Module, # maps [0, 1] images to logits
                 example_x:Tensor, # example images `(N, C, H, W)` in [0, 1] (only the shape matters)
                 device=None, # `None`: CUDA when available; the model is moved there
                 bound_opts:Optional[dict]=None, # auto_LiRPA bound options (e.g. `{'conv_mode': 'matrix'}`)
                ):
-    "Wrap `model` in an auto_LiRPA `BoundedModule` (traced in eval mode) to reuse across `crown_bounds` calls."
+    "Wrap `model` in an auto_LiRPA `BoundedModule` (traced in eval mode) to reuse across `crown_bounds` calls; `model`'s `requires_grad` flags are kept."
     lirpa = load_lirpa()
     if isinstance(model, lirpa.BoundedModule): return model
     if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(example_x, 'example_x')
     dev = get_device(device)
     x1 = example_x[:1].to(dev)
-    with eval_mode(model):
+    with eval_mode(model), _keep_grad_flags(model):
         try:
             with _lirpa_log_level(logging.CRITICAL), _quiet_import():
                 bm = lirpa.BoundedModule(model, x1, bound_opts=bound_opts, device=dev)
@@ -306,7 +314,7 @@ def crown_bounds(model:nn.Module, # a model, or a bounded module from `bound_mod
         Cb = None if C is None else C[s:s + len(xb)].to(dev, xb.dtype)
         bx = lirpa.BoundedTensor(xb, lirpa.PerturbationLpNorm(norm=norm, eps=eps))
         lp_fix = {} if norm == float('inf') else {'sparse_intermediate_bounds_with_ibp': False}  # see the Lp trap above
-        with torch.no_grad(), _lirpa_log_level(logging.ERROR), _bound_opts(bm, lp_fix):
+        with torch.no_grad(), _lirpa_log_level(logging.ERROR), _bound_opts(bm, lp_fix), _keep_grad_flags(bm):
             res = bm.compute_bounds(x=(bx,), C=Cb, method=METHODS[method], return_A=return_A,
                                     needed_A_dict={out: [inp]} if return_A else None)
         lb, ub = res[0].detach(), res[1].detach()

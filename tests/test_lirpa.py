@@ -143,6 +143,17 @@ def test_bounded_module_follows_weight_updates():
     torch.testing.assert_close(L.crown_bounds(bm, x, 0.01).lb, before + 1, atol=1e-4, rtol=0)
 
 
+def test_bound_model_keeps_requires_grad_flags():
+    "auto_LiRPA switches off requires_grad on the wrapped model; bound_model puts every flag back as it was."
+    net = small_net(seed=2); x = torch.rand(2, 3, 10, 10)
+    params = list(net.parameters()); params[0].requires_grad_(False)
+    want = [p.requires_grad for p in params]
+    bm = L.bound_model(net, x, device='cpu')
+    assert [p.requires_grad for p in params] == want and any(want)
+    L.crown_bounds(bm, x, 0.01)
+    assert [p.requires_grad for p in params] == want
+
+
 class _Sign(nn.Module):
     def forward(self, x): return x.sign() * x.abs().sqrt()
 
