@@ -56,6 +56,7 @@ def dist(toy):
     (lambda n, x, y: mine_staircase(n, x, 3, alpha=-1.), 'alpha must be >= 0'),
     (lambda n, x, y: mine_staircase(n, x, 3, ema=0.), 'ema must be in (0, 1]'),
     (lambda n, x, y: compare_defenses(n, x, y, {}), 'triggers must be a non-empty dict'),
+    (lambda n, x, y: mine_staircase(n, x, 3, cfg=FAST, alpha=1.), 'give either cfg or MineConfig keywords'),
 ])
 def test_bad_input(toy, call, msg):
     net, x, y = toy
