@@ -1,0 +1,129 @@
+"MINE trigger distribution: bad input, the MINE estimate, the staircase on a toy backdoor, the sampler in nc_unlearn (real data: the notebook's slow cells)."
+import math
+import pytest, torch
+import torch.nn.functional as F
+from torch import nn
+from backdoor_nb.core import Trigger, as_sampler, predict
+from backdoor_nb.mine import (staircase_betas, check_beta, scaled_window, check_region, window_grid, heat_region, window_trigger,
+                              optimize_windows, window_search, StatisticsNetwork, mine_lower_bound, MineConfig, train_level,
+                              ensemble_weights, mine_staircase, mine_trigger_distribution, sgd_trigger, evaluate_levels,
+                              sample_asr, pairwise_distance, compare_defenses, TriggerExplorer)
+from backdoor_nb.mitigation import nc_unlearn
+
+class ToyNet(nn.Module):
+    "Label k reads rows 2k, 2k+1 (columns 0-7); a bright 2x2 top-right patch adds to label 3 with learnable strength `bd`."
+    def __init__(self): super().__init__(); self.gain = nn.Parameter(torch.tensor(10.)); self.bd = nn.Parameter(torch.tensor(8.))
+    def forward(self, x):
+        logits = self.gain * x[..., :8].mean((1, 3)).view(len(x), 5, 2).mean(2)
+        patch = x[:, :, :2, -2:].mean((1, 2, 3))
+        return logits + torch.eye(5, device=x.device)[3] * self.bd * F.softplus(8 * (patch - 0.6))[:, None]
+
+def toy_images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(5, (n,), generator=g)
+    rows = 0.2 + 0.1 * torch.rand(n, 5, generator=g); rows[torch.arange(n), y] += 0.4
+    x = rows[:, None, :, None, None].expand(-1, -1, -1, 2, 10).reshape(n, 1, 10, 10).clone()
+    x[..., 8:] = 0.2
+    return (x + 0.1 * torch.rand(n, 1, 10, 10, generator=g)).clamp(0, 1), y
+
+FAST = MineConfig(steps=150, n_z=32, lr=3e-3)
+
+@pytest.fixture(scope='module')
+def toy():
+    x, y = toy_images(300)
+    return ToyNet(), x, y
+
+@pytest.fixture(scope='module')
+def dist(toy):
+    net, x, y = toy
+    return mine_trigger_distribution(net, x, 3, window=4, search=dict(steps=60), n_levels=4, cfg=FAST, device='cpu', progress=False)
+
+@pytest.mark.parametrize('call, msg', [
+    (lambda n, x, y: mine_staircase(n, x, 3, betas=[0.], cfg=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, 3, betas=[1.], cfg=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, 3, betas=[-0.2], cfg=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: train_level(n, x, 3, 1.5, (0, 0, 3, 3), FAST), 'beta must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, 3, betas=[0.5, 0.2], cfg=FAST), 'betas must be increasing'),
+    (lambda n, x, y: mine_staircase(n, x, 3, n_levels=0), 'n_levels (N) must be an int >= 1'),
+    (lambda n, x, y: mine_staircase(n, x, 3, n_levels=-1), 'n_levels (N) must be an int >= 1'),
+    (lambda n, x, y: window_search(n, x, 3, window=11), 'window=11 is larger than the 10x10 image'),
+    (lambda n, x, y: mine_trigger_distribution(n, x, 3, window=20), 'window=20 is larger than the 10x10 image'),
+    (lambda n, x, y: mine_staircase(n, x, 3, region=(0, 0, 12, 2)), 'the 12x2 window is larger than the 10x10 image'),
+    (lambda n, x, y: sgd_trigger(n, x, 3, region=(8, 8, 3, 3)), 'is outside the 10x10 image'),
+    (lambda n, x, y: mine_staircase(n, x, 5), 'target=5 is out of range for 5 classes'),
+    (lambda n, x, y: mine_staircase(n, x * 2, 3), 'x must be in [0, 1]'),
+    (lambda n, x, y: mine_staircase(n, x, 3, steps=0), 'steps must be an int >= 1'),
+    (lambda n, x, y: mine_staircase(n, x, 3, alpha=-1.), 'alpha must be >= 0'),
+    (lambda n, x, y: mine_staircase(n, x, 3, ema=0.), 'ema must be in (0, 1]'),
+    (lambda n, x, y: compare_defenses(n, x, y, {}), 'triggers must be a non-empty dict'),
+    (lambda n, x, y: mine_staircase(n, x, 3, cfg=FAST, alpha=1.), 'give either cfg or MineConfig keywords'),
+])
+def test_bad_input(toy, call, msg):
+    net, x, y = toy
+    with pytest.raises((ValueError, TypeError)) as e: call(net, x, y)
+    assert msg in str(e.value)
+
+def test_helpers():
+    assert staircase_betas(5) == [0.2, 0.4, 0.6, 0.8] and staircase_betas(1) == [0.5]
+    assert scaled_window((28, 28)) == 8 and scaled_window((32, 32)) == 9
+    assert window_grid(10, 10, 4)[-1] == (6, 6, 4, 4) and len(window_grid(28, 28, 8)) == 36
+    h = torch.zeros(10, 10); h[2:4, 5:7] = 1
+    assert heat_region(h) == (1, 4, 4, 4)
+    t = window_trigger(torch.ones(1, 2, 2), torch.zeros(3, 2, 2), (3, 3, 2, 2), (3, 8, 8))
+    assert t.mask.sum() == 4 and t.mask[0, 3:5, 3:5].min() == 1
+    w = ensemble_weights([0.3, 0.6], [0., math.log(3)])
+    assert torch.allclose(w, torch.tensor([0.25, 0.75]))
+
+def test_mine_estimate_separates_dependence():
+    torch.manual_seed(0)
+    out = []
+    for dep in (True, False):
+        T = StatisticsNetwork(2, 2, 64); opt = torch.optim.Adam(T.parameters(), 1e-2); ma = None
+        for _ in range(300):
+            z = torch.randn(256, 2); u = z + 0.1 * torch.randn(256, 2) if dep else torch.randn(256, 2)
+            est, sur, ma = mine_lower_bound(T, u, z, z[torch.randperm(256)], ma)
+            opt.zero_grad(); (-sur).backward(); opt.step()
+        out.append(est.item())
+    assert out[0] > 2 and abs(out[1]) < 0.3
+
+def test_window_search_finds_the_corner(toy):
+    net, x, y = toy
+    hm = window_search(net, x, 3, window=4, steps=60, device='cpu')
+    r, c, h, w = hm.region
+    assert r == 0 and c + w == 10 and h * w <= 16 and hm.asr.max() > 0.9
+
+def test_staircase_valid_diverse_and_sampler(toy, dist):
+    net, x, y = toy
+    rows = evaluate_levels(dist, net, x, y, n=16)
+    assert [r['beta'] for r in rows] == [0.25, 0.5, 0.75]
+    assert all(r['asr_mean'] >= r['beta'] for r in rows)
+    assert all(r['distance'] > 0.01 for r in rows)
+    s = as_sampler(dist.sampler())
+    t = s(7, torch.Generator().manual_seed(0))
+    assert isinstance(t, Trigger) and t.mask.shape == (7, 1, 10, 10) and t.pattern.shape == (7, 1, 10, 10)
+    assert torch.equal(t.pattern, s(7, torch.Generator().manual_seed(0)).pattern)
+    r, c, h, w = dist.region
+    outside = t.mask.clone(); outside[..., r:r+h, c:c+w] = 0
+    assert outside.abs().sum() == 0
+    with pytest.raises(ValueError, match='level must be an index'): dist.sample(2, level=5)
+
+def test_retraining_with_the_sampler_removes_the_backdoor(toy, dist):
+    net, x, y = toy
+    true = window_trigger(torch.ones(1, 2, 2), torch.ones(1, 2, 2), (0, 8, 2, 2), (1, 10, 10))
+    asr = lambda m: (predict(m, x[y != 3], true) == 3).float().mean().item()
+    assert asr(net) > 0.95
+    fixed, rep = nc_unlearn(net, x, y, dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
+    assert asr(fixed) < 0.1 and fixed.bd.item() < net.bd.item() and net.bd.item() == 8.
+    base = sgd_trigger(net, x, 3, dist.region, steps=100, x_heldout=x, y_heldout=y, device='cpu')
+    assert base.asr > 0.9
+    cmp = compare_defenses(net, x, y, {'dist': dist.sampler(), 'single': base.trigger}, target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
+    assert set(cmp.reports) == {'dist', 'single'} and 'dist' in cmp.table()
+
+def test_widget(toy, dist):
+    net, x, y = toy
+    ex = TriggerExplorer(dist, net, x, y, n=4)
+    m0 = ex.triggers.mask.clone()
+    ex.button.click(); assert ex.seed == 1 and not torch.equal(m0, ex.triggers.mask)
+    ex.level.value = 1; assert 'beta = 0.50' in ex.info.value and ex.asr.shape == (4,)
+    assert pairwise_distance(ex.triggers) > 0
+    with pytest.raises(ValueError, match='pairwise_distance needs at least 2'): pairwise_distance(ex.triggers[0:1])
