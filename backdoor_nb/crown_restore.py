@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode,
-                              batched_logits, attack_success_rate, show_images, strength_map)
+                              batched_logits, attack_success_rate, show_images, strength_map,
+                              check_positive, check_int)
 from .lirpa import (load_lirpa, bound_model, margin_matrix, other_classes, UnsupportedModelError,
                                _input_name, _unsupported_error, _lirpa_log_level)
 from .models import Normalize
@@ -27,15 +28,6 @@ __all__ = ['INF', 'WEIGHTS', 'SIDES', 'GRADIENTS', 'KINDS', 'STARTS', 'OPTIMIZER
 
 # %% ../nbs/30_crown_restore.ipynb #12636682
 INF = float('inf')
-
-def _check_pos(v, name, strict=True):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (v > 0 if strict else v >= 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-    return float(v)
-
-def _check_int(v, name, lo=1):
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    return v
 
 def _check_norm(norm):
     if isinstance(norm, bool) or norm not in (INF, 2): raise ValueError(f"norm must be float('inf') or 2, got {norm!r}")
@@ -64,14 +56,14 @@ def rho_schedule(rho, # a number, `(start, end)` for a geometric decay, or a cal
                  steps:int, # number of optimizer steps
                 )->list:
     "The radius of the ball at every step; raises `ValueError` unless every value is a finite number > 0."
-    _check_int(steps, 'steps')
+    check_int(steps, 'steps')
     if callable(rho): vals = [rho(k) for k in range(steps)]
     elif isinstance(rho, (tuple, list)):
         if len(rho) != 2: raise ValueError(f"rho as a schedule must be (start, end), got {rho!r}")
-        a, b = (_check_pos(v, 'rho') for v in rho)
+        a, b = (check_positive(v, 'rho') for v in rho)
         vals = [a * (b / a) ** (k / max(steps - 1, 1)) for k in range(steps)]
     else: vals = [rho] * steps
-    for v in vals: _check_pos(v, 'rho')
+    for v in vals: check_positive(v, 'rho')
     return [float(v) for v in vals]
 
 # %% ../nbs/30_crown_restore.ipynb #84cce65b
@@ -196,7 +188,7 @@ class Additive:
     eps:float=0.1 # the budget (pixel units)
     norm:float=INF # `float('inf')` or 2
     def __post_init__(self):
-        _check_pos(self.eps, 'eps'); self.norm = _check_norm(self.norm)
+        check_positive(self.eps, 'eps'); self.norm = _check_norm(self.norm)
         if self.eps > 1 and self.norm == INF: raise ValueError(f"eps must be <= 1 for norm=inf (pixels are in [0, 1]), got {self.eps}")
     def init(self, shape, g:torch.Generator)->dict: return {'delta': torch.zeros(shape)}
     def trigger(self, p:dict)->Trigger: return Trigger(delta=p['delta'])
@@ -215,7 +207,7 @@ class Patch:
     init_mask:float=0.05 # initial mask value everywhere
     warmup:float=0.25 # share of the steps over which `lam` ramps up from 0
     def __post_init__(self):
-        _check_pos(self.lam, 'lam', strict=False); _check_pos(self.warmup, 'warmup', strict=False)
+        check_positive(self.lam, 'lam', strict=False); check_positive(self.warmup, 'warmup', strict=False)
         if not 0 < self.init_mask < 1: raise ValueError(f"init_mask must be in (0, 1), got {self.init_mask!r}")
     def init(self, shape, g:torch.Generator)->dict:
         C, H, W = shape
@@ -247,7 +239,7 @@ def start_images(model:nn.Module, # the classifier (for the 'mean' start)
                  starts:Sequence[str]=('noise', 'blank', 'mean'), # keys of `STARTS`, cycled
                  seed:int=0)->Tensor:
     "`n` synthetic start images for a restoration without clean data, split evenly over `starts`."
-    _check_int(n, 'n_starts')
+    check_int(n, 'n_starts')
     starts = list(starts)
     if not starts: raise ValueError("starts is empty")
     for s in starts: _key(STARTS, s, 'starts')
@@ -294,12 +286,12 @@ def restore(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] imag
     src = grad if isinstance(grad, GradSource) else _key(GRADIENTS, grad, 'grad')
     kind = _key(KINDS, kind, 'kind')() if isinstance(kind, str) else kind
     if not isinstance(kind, (Additive, Patch)): raise TypeError(f"kind must be a key of KINDS or an Additive/Patch, got {type(kind).__name__}")
-    rhos = rho_schedule(rho, steps) if src.uses_rho else [float('nan')] * _check_int(steps, 'steps')
-    norm = _check_norm(norm); _check_pos(lr, 'lr'); _check_pos(kappa, 'kappa', strict=False)
-    _check_int(eval_every, 'eval_every', lo=0)
+    rhos = rho_schedule(rho, steps) if src.uses_rho else [float('nan')] * check_int(steps, 'steps')
+    norm = _check_norm(norm); check_positive(lr, 'lr'); check_positive(kappa, 'kappa', strict=False)
+    check_int(eval_every, 'eval_every', lo=0)
     W, Opt = _key(WEIGHTS, weights, 'weights'), _key(OPTIMIZERS, optimizer, 'optimizer')
     ho = _heldout(x_heldout, y_heldout)
-    n_syn = _check_int(n_starts, 'n_starts', lo=0 if x is not None else 1)
+    n_syn = check_int(n_starts, 'n_starts', lo=0 if x is not None else 1)
     if x is None:
         shape = image_shape or (None if ho is None else tuple(ho[0].shape[1:]))
         if shape is None: raise ValueError("x is None: give image_shape (or x_heldout) for the synthetic start images")
@@ -405,7 +397,7 @@ def gradient_line(model:nn.Module, x:Tensor, # the model and the line's start `(
                   rho:float=0.05, grad:str='crown', norm:float=INF, device=None)->LineProbe:
     "Probe the exact gradient and a CROWN variant's coefficient of `f_source - f_target` along the line `x + s*d` (clipped to [0, 1])."
     dev = get_device(device)
-    x = check_images(x, 'x', ndim=3); _check_pos(rho, 'rho')
+    x = check_images(x, 'x', ndim=3); check_positive(rho, 'rho')
     if direction.shape != x.shape: raise ValueError(f"direction must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}")
     s = torch.linspace(0, 1, 41) if s is None else torch.as_tensor(s, dtype=torch.float32)
     pts = (x[None] + s.view(-1, 1, 1, 1) * direction[None]).clamp(0, 1)
@@ -437,7 +429,7 @@ class CrownRestoreExplorer:
         self.ho = _heldout(x_heldout, y_heldout)
         if self.ho is None: raise ValueError("CrownRestoreExplorer needs x_heldout and y_heldout")
         self.model, self.target, self.x_pool, self.kind, self.grad = model, target, x_pool, kind, grad
-        self.steps, self.true_trigger, self.device = _check_int(steps, 'steps'), true_trigger, device
+        self.steps, self.true_trigger, self.device = check_int(steps, 'steps'), true_trigger, device
         _key(GRADIENTS, grad, 'grad')
         self.rho = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description='rho', continuous_update=False)
         self.lr = W.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description='lr', continuous_update=False)

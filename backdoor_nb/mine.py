@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode,
-                              batched_logits, predict, show_images, strength_map)
+                              batched_logits, predict, show_images, strength_map,
+                              check_positive, check_int)
 
 # %% auto #0
 __all__ = ['check_beta', 'staircase_betas', 'scaled_window', 'check_region', 'place_parts', 'window_trigger', 'optimize_windows',
@@ -24,15 +25,6 @@ __all__ = ['check_beta', 'staircase_betas', 'scaled_window', 'check_region', 'pl
            'DefenseComparison', 'compare_defenses', 'TriggerExplorer']
 
 # %% ../nbs/60_mine.ipynb #1899a6a4
-def _check_int(v, name, lo=1):
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    return v
-
-def _check_pos(v, name, strict=True):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (v > 0 if strict else v >= 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-    return float(v)
-
 def check_beta(beta, # an ASR level
                name:str='beta')->float:
     "An ASR level strictly inside (0, 1), or a clear error naming the argument."
@@ -110,7 +102,7 @@ def optimize_windows(model:nn.Module, # maps [0, 1] images to logits
     N, C, H, W = x.shape
     sizes = {tuple(wd[2:]) for wd in windows}
     if len(sizes) != 1: raise ValueError(f"windows must share one size, got {sorted(sizes)}")
-    _check_int(steps, 'steps'); _check_int(batch_size, 'batch_size'); _check_pos(lr, 'lr'); _check_pos(l1_cost, 'l1_cost', strict=False)
+    check_int(steps, 'steps'); check_int(batch_size, 'batch_size'); check_positive(lr, 'lr'); check_positive(l1_cost, 'l1_cost', strict=False)
     (h, w), K = sizes.pop(), len(windows)
     g = torch.Generator().manual_seed(seed)
     wm = (0.1 * torch.randn(K, 1, h, w, generator=g)).to(dev).requires_grad_()
@@ -145,9 +137,9 @@ def window_asr(model:nn.Module, x:Tensor, target:int, masks:Tensor, patterns:Ten
 def window_grid(H:int, W:int, window:int, stride:Optional[int]=None # default `window // 2`
                )->list:
     "Every `window`x`window` position on a grid of `stride`, the last row and column flush with the border."
-    _check_int(window, 'window')
+    check_int(window, 'window')
     if window > min(H, W): raise ValueError(f"window={window} is larger than the {H}x{W} image")
-    s = _check_int(stride, 'stride') if stride is not None else max(1, window // 2)
+    s = check_int(stride, 'stride') if stride is not None else max(1, window // 2)
     rs = sorted(set(range(0, H - window + 1, s)) | {H - window})
     cs = sorted(set(range(0, W - window + 1, s)) | {W - window})
     return [(r, c, window, window) for r in rs for c in cs]
@@ -278,8 +270,8 @@ class MineConfig:
     amp:bool=False # bfloat16 autocast for the model's forward pass
 
     def __post_init__(self):
-        _check_pos(self.alpha, 'alpha', strict=False); _check_pos(self.lr, 'lr'); _check_pos(self.margin, 'margin', strict=False)
-        for k in ('steps', 'n_z', 'k', 'z_dim', 'hidden'): _check_int(getattr(self, k), k, 2 if k == 'n_z' else 1)
+        check_positive(self.alpha, 'alpha', strict=False); check_positive(self.lr, 'lr'); check_positive(self.margin, 'margin', strict=False)
+        for k in ('steps', 'n_z', 'k', 'z_dim', 'hidden'): check_int(getattr(self, k), k, 2 if k == 'n_z' else 1)
         if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 < self.ema <= 1:
             raise ValueError(f"ema must be in (0, 1], got {self.ema!r}")
 
@@ -338,7 +330,7 @@ def ensemble_weights(betas:Sequence[float], # increasing ASR levels
     b = torch.tensor([0.] + [float(v) for v in betas], dtype=torch.float64)
     if len(mis) != len(betas): raise ValueError(f"mis has {len(mis)} values for {len(betas)} levels")
     if (b[1:] <= b[:-1]).any(): raise ValueError(f"betas must be increasing and > 0, got {list(betas)}")
-    _check_pos(temperature, 'temperature')
+    check_positive(temperature, 'temperature')
     s = torch.tensor([float(shape(v)) for v in b.tolist()], dtype=torch.float64)
     ds = s[1:] - s[:-1]
     if (ds < 0).any(): raise ValueError("shape must be non-decreasing on [0, 1]")
@@ -364,7 +356,7 @@ class TriggerDistribution:
                level:Optional[int]=None, # a level index; None: the weighted ensemble
                generator:Optional[torch.Generator]=None)->Trigger:
         "`n` triggers as one per-image `Trigger` (mask = alpha channel `(n, 1, H, W)`, pattern `(n, C, H, W)`)."
-        _check_int(n, 'n')
+        check_int(n, 'n')
         C, H, W = self.image_shape; _, _, h, w = self.region
         if level is None: lv = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         else:
@@ -561,7 +553,7 @@ class TriggerExplorer:
                  device=None):
         import ipywidgets as W
         check_images(x, 'x'); check_labels(y, name='y', n=len(x))
-        self.dist, self.model, self.x, self.y, self.n, self.device = dist, model, x, y, _check_int(n, 'n'), device
+        self.dist, self.model, self.x, self.y, self.n, self.device = dist, model, x, y, check_int(n, 'n'), device
         self.seed = 0
         self.level = W.IntSlider(value=len(dist.levels) - 1, min=0, max=len(dist.levels) - 1, description='level',
                                  continuous_update=False)

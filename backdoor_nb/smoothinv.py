@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
-                              batched_logits, attack_success_rate, show_images, strength_map)
+                              batched_logits, attack_success_rate, show_images, strength_map,
+                              check_positive, check_int)
 
 # %% auto #0
 __all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SNAPSHOTS', 'NC_SINGLE', 'scale_eps', 'default_eps',
@@ -52,15 +53,6 @@ def default_eps(image_shape:Sequence[int])->tuple:
     return tuple(scale_eps(e, image_shape) for e in PAPER_EPS)
 
 # %% ../nbs/40_smoothinv.ipynb #3b2799f2
-def _check_pos(v, name, strict=True):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (v > 0 if strict else v >= 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-    return float(v)
-
-def _check_int(v, name, lo=1):
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    return v
-
 def _one_image(x, name='x'):
     "A single image `(C, H, W)` (a batch of one is unwrapped), checked to be in [0, 1]."
     if isinstance(x, Tensor) and x.ndim == 4:
@@ -100,7 +92,7 @@ def smoothed_predict(model:nn.Module, x:Tensor, # images `(N, C, H, W)` in [0, 1
                      batch_size:int=32, # images per forward pass (times `n_noise` copies)
                      seed:int=0, amp:bool=False, device=None)->Tensor:
     "Labels predicted by the soft smoothed classifier `G` on `x` (optionally triggered)."
-    check_images(x); _check_pos(sigma, 'sigma', strict=False); _check_int(n_noise, 'n_noise')
+    check_images(x); check_positive(sigma, 'sigma', strict=False); check_int(n_noise, 'n_noise')
     dev = get_device(device); model.to(dev)
     if isinstance(denoiser, nn.Module): denoiser.to(dev).eval()
     g = torch.Generator(dev).manual_seed(seed)
@@ -184,9 +176,9 @@ def _as_result(model, x, run, j, ho, dev, method, seconds, n_noise, denoiser):
 
 def _prepare(model, x, target, eps, sigma, n_noise, steps, step_size, dev):
     x = _one_image(x)
-    eps = default_eps(tuple(x.shape))[1] if eps is None else _check_pos(eps, 'eps')
-    _check_pos(sigma, 'sigma', strict=False); _check_int(n_noise, 'n_noise'); _check_int(steps, 'steps')
-    if step_size is not None: _check_pos(step_size, 'step_size')
+    eps = default_eps(tuple(x.shape))[1] if eps is None else check_positive(eps, 'eps')
+    check_positive(sigma, 'sigma', strict=False); check_int(n_noise, 'n_noise'); check_int(steps, 'steps')
+    if step_size is not None: check_positive(step_size, 'step_size')
     K = _n_classes(model, x, dev)
     return x, (None if target is None else check_label(target, K, 'target')), eps, K
 
@@ -240,7 +232,7 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     sigmas = list(sigmas)
     if not eps_grid: raise ValueError("eps_grid is empty")
     if not sigmas: raise ValueError("sigmas is empty")
-    eps_grid = [_check_pos(e, 'eps') for e in eps_grid]; sigmas = [_check_pos(s, 'sigma', strict=False) for s in sigmas]
+    eps_grid = [check_positive(e, 'eps') for e in eps_grid]; sigmas = [check_positive(s, 'sigma', strict=False) for s in sigmas]
     x, target, _, _ = _prepare(model, x, target, eps_grid[0], sigmas[0], n_noise, steps, None, dev)
     ho = _heldout(x_heldout, y_heldout)
     sel = _heldout(x_select, y_select, 'x_select', 'y_select') or ho
@@ -344,7 +336,7 @@ def identify_target(model:nn.Module, # the classifier to scan
     labels = list(range(K)) if labels is None else [check_label(l, K, 'labels') for l in labels]
     if not labels: raise ValueError("labels is empty")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    _check_int(shrink, 'shrink', lo=0)
+    check_int(shrink, 'shrink', lo=0)
     t0, ladder = time.time(), []
     for k in range(shrink + 1):
         if k: eps = eps / 2
@@ -401,7 +393,7 @@ def train_denoiser(x:Tensor, # clean training images `(N, C, H, W)` in [0, 1]
     from backdoor_nb.data import ImageData
     check_images(x)
     if not len(sigmas): raise ValueError("sigmas is empty")
-    for s in sigmas: _check_pos(s, 'sigmas')
+    for s in sigmas: check_positive(s, 'sigmas')
     model = DnCNN(x.shape[1], width, depth)
     data = ImageData(x, torch.zeros(len(x), dtype=torch.long), ['image'])
     hist = train(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer='adam', weight_decay=0.,
@@ -461,7 +453,7 @@ def smoothing_sanity(model:nn.Module, x:Tensor, y:Tensor, # clean images and lab
     "Clean accuracy and ASR of the smoothed classifier `G` for each sigma and each transformation T."
     check_images(x); check_labels(y, n=len(x))
     target = check_label(target, batched_logits(model, x[:1], device=device).shape[1], 'target')
-    sigmas = [_check_pos(s, 'sigma', strict=False) for s in sigmas]
+    sigmas = [check_positive(s, 'sigma', strict=False) for s in sigmas]
     denoisers = {'w/o': None} if denoisers is None else dict(denoisers)
     keep = y != target
     if not keep.any(): raise ValueError("every image in x already belongs to the target class")
@@ -525,7 +517,7 @@ class SmoothInvExplorer:
         self.model, self.x, self.device = model, _one_image(x), device
         self.ho = _heldout(x_heldout, y_heldout)
         if self.ho is None: raise ValueError("SmoothInvExplorer needs x_heldout and y_heldout")
-        self.n_noise, self.steps, self.denoiser = _check_int(n_noise, 'n_noise'), _check_int(steps, 'steps'), denoiser
+        self.n_noise, self.steps, self.denoiser = check_int(n_noise, 'n_noise'), check_int(steps, 'steps'), denoiser
         K = _n_classes(model, self.x, get_device(device))
         e0 = default_eps(tuple(self.x.shape))[0]
         self.sigma = W.FloatSlider(value=0.25, min=0., max=1., step=0.01, description='sigma', continuous_update=False)
@@ -565,7 +557,7 @@ def smoothinv_demo_step(model:nn.Module, x_test:Tensor, y_test:Tensor, device=No
     "One-image target identification for the demo: `{'target', 'transfer_asr', 'backdoored', 'seconds', ...}`."
     check_images(x_test, 'x_test'); check_labels(y_test, name='y_test', n=len(x_test))
     if len(x_test) < 2: raise ValueError(f"x_test needs at least 2 images (a start image and held-out ones), got {len(x_test)}")
-    _check_int(n_heldout, 'n_heldout')
+    check_int(n_heldout, 'n_heldout')
     t0 = time.time()
     idx = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
     start, ho = idx[0], idx[1:1 + n_heldout]
