@@ -5,7 +5,6 @@
 # %% ../nbs/30_crown_restore.ipynb #47270e06
 from __future__ import annotations
 import math, time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
@@ -18,7 +17,7 @@ from .core import (Trigger, InversionResult, get_device, check_images, check_lab
                               batched_logits, attack_success_rate, show_images, strength_map,
                               check_positive, check_int)
 from .lirpa import (load_lirpa, bound_model, margin_matrix, other_classes, UnsupportedModelError,
-                               _input_name, _unsupported_error, _lirpa_log_level)
+                               _input_name, _unsupported_error, _lirpa_log_level, _keep_grad_flags)
 from .models import Normalize
 
 # %% auto #0
@@ -77,14 +76,6 @@ def exact_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF):
 
 def _combine(w, A): return -torch.einsum('bs,bs...->b...', w, A)
 
-@contextmanager
-def _keep_grad_flags(*mods):
-    "auto_LiRPA turns off `requires_grad` on the parameters of the model it wraps: put the flags back afterwards."
-    flags = [(p, p.requires_grad) for m in mods for p in m.parameters()]
-    try: yield
-    finally:
-        for p, f in flags: p.requires_grad_(f)
-
 SIDES = { # which linear bound of the margins serves as the approximate gradient: `(lA, uA) -> A`
     'lower': lambda lA, uA: lA, # CROWN's lower bound (certification's side)
     'mid': lambda lA, uA: (lA + uA) / 2, # the mean of the lower and upper linear bounds
@@ -111,7 +102,7 @@ def crown_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
     "CROWN coefficients of the margins over the ball `B_rho(x')` of each image, weighted like the loss."
     if method == 'CROWN-IBP' and norm != INF: raise ValueError("grad='crown-ibp' needs norm=inf (interval bounds)")
     _key(SIDES, side, 'side')
-    with _keep_grad_flags(model): bm = bound_model(model, x_example, device)
+    bm = bound_model(model, x_example, device)  # (keeps the model's requires_grad flags)
     K = bm[bm.output_name[0]].output_shape[-1]
     lirpa = load_lirpa()
     @_keep_grad_flags(model)

@@ -175,9 +175,9 @@ def _unsupported_error(model, x, cause)->UnsupportedModelError:
 
 # %% ../nbs/03_lirpa.ipynb #efa955be
 @contextmanager
-def _keep_grad_flags(module:nn.Module):
+def _keep_grad_flags(*modules:nn.Module):
     "auto_LiRPA switches off `requires_grad` on the parameters it bounds (shared with the user's model): put them back."
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
     try: yield
     finally:
         for p, f in flags: p.requires_grad_(f)
