@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
+                              inference_copy,
                               batched_logits, attack_success_rate, show_images, strength_map,
                               check_positive, check_int)
 
@@ -118,6 +119,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
                seed:int=0, # seeds the noise generator
                amp:bool=False, # bfloat16 autocast for the forward pass
                snapshots:Sequence[int]=(), # steps at which `x + p` is kept (0 = the start image)
+               fast:bool=True, # run `core.inference_copy`s of the model and denoiser (the same function, faster)
                device=None)->dict:
     "Batched PGD on `-log G(x+p)_target` in the L2 ball of radius `eps`; one row per (image, target, eps, sigma)."
     dev = get_device(device)
@@ -133,6 +135,9 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
     v = lambda z: z.view(B, 1, 1, 1)
     model.to(dev)
     if isinstance(denoiser, nn.Module): denoiser.to(dev)
+    if fast:
+        model = inference_copy(model)
+        if isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser)
     g = torch.Generator(dev).manual_seed(seed)
     p = torch.zeros_like(x)
     hist = {k: torch.zeros(steps, B) for k in ('loss', 'prob', 'norm')}
@@ -202,7 +207,7 @@ def smoothinv(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] im
     x, target, eps, _ = _prepare(model, x, target, eps, sigma, n_noise, steps, step_size, dev)
     ho = _heldout(x_heldout, y_heldout)
     t0 = time.time()
-    run = smooth_pgd(model, x, target, eps, sigma, n_noise, steps, step_size, denoiser, seed, amp, snapshots, dev)
+    run = smooth_pgd(model, x, target, eps, sigma, n_noise, steps, step_size, denoiser, seed, amp, snapshots, device=dev)
     return _as_result(model, x, run, 0, ho, dev, 'smoothinv', time.time() - t0, n_noise, denoiser)
 
 def plainadv(model:nn.Module, x:Tensor, target:int, eps:Optional[float]=None, steps:int=400,
@@ -213,7 +218,7 @@ def plainadv(model:nn.Module, x:Tensor, target:int, eps:Optional[float]=None, st
     x, target, eps, _ = _prepare(model, x, target, eps, 0., 1, steps, step_size, dev)
     ho = _heldout(x_heldout, y_heldout)
     t0 = time.time()
-    run = smooth_pgd(model, x, target, eps, 0., 1, steps, step_size, None, 0, False, snapshots, dev)
+    run = smooth_pgd(model, x, target, eps, 0., 1, steps, step_size, None, 0, False, snapshots, device=dev)
     return _as_result(model, x, run, 0, ho, dev, 'plainadv', time.time() - t0, 1, None)
 
 # %% ../nbs/40_smoothinv.ipynb #c41f6637
@@ -239,7 +244,7 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     if sel is None: raise ValueError("smoothinv_sweep needs x_heldout/y_heldout (or x_select/y_select) to pick the best configuration")
     grid = [(e, s) for e in eps_grid for s in sigmas]
     t0 = time.time()
-    run = smooth_pgd(model, x, target, [e for e, _ in grid], [s for _, s in grid], n_noise, steps, None, denoiser, seed, amp, snapshots, dev)
+    run = smooth_pgd(model, x, target, [e for e, _ in grid], [s for _, s in grid], n_noise, steps, None, denoiser, seed, amp, snapshots, device=dev)
     sel_asr = [_transfer_asr(model, sel, run['p'][j], target, dev) for j in range(len(grid))]
     best = max(range(len(grid)), key=lambda j: sel_asr[j])
     res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser)
@@ -252,7 +257,7 @@ class TargetScan:
     "SmoothInv toward every label from one image: the transfer ASR of each label's perturbation; plots itself."
     labels:list; asr:Tensor; perturbations:Tensor; x:Tensor; source:int; eps:float; sigma:float
     threshold:float; seconds:float; history:dict=field(default_factory=dict); classes:Optional[list]=None
-    ladder:list=field(default_factory=list) # `(eps, asr per label)` of every budget scanned, the last one is this scan's
+    ladder:list=field(default_factory=list) # `(eps, asr per label, seconds)` of every budget scanned, the last one is this scan's
 
     @property
     def target(self)->int:
@@ -284,7 +289,7 @@ class TargetScan:
         return (f"TargetScan({len(self.labels)} labels, {self.seconds:.1f} s): target {self._name(self.target)}, transfer ASR "
                 f"{self.target_asr:.3f} (next best {self.target_asr - self.margin:.3f}); "
                 f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}, eps {self.eps:.2f}"
-                + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, _ in self.ladder)})" if len(self.ladder) > 1 else ''))
+                + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, *_ in self.ladder)})" if len(self.ladder) > 1 else ''))
 
     def table(self)->str:
         "One line per label: transfer ASR and the final smoothed probability of the label."
@@ -325,7 +330,9 @@ def identify_target(model:nn.Module, # the classifier to scan
                     denoiser:Optional[Callable]=None,
                     threshold:float=0.5, # transfer ASR from which the model is called backdoored
                     classes:Optional[Sequence[str]]=None, # class names for display
-                    seed:int=0, amp:bool=False, device=None)->TargetScan:
+                    seed:int=0, amp:bool=False,
+                    fast:bool=True, # PGD on a `core.inference_copy` of the model (see `smooth_pgd`)
+                    device=None)->TargetScan:
     "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
     dev = get_device(device)
     x = _one_image(x)
@@ -340,9 +347,10 @@ def identify_target(model:nn.Module, # the classifier to scan
     t0, ladder = time.time(), []
     for k in range(shrink + 1):
         if k: eps = eps / 2
-        run = smooth_pgd(model, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), dev)
+        t1 = time.time()
+        run = smooth_pgd(model, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), fast, device=dev)
         asr = torch.tensor([_transfer_asr(model, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
-        ladder.append((eps, asr))
+        ladder.append((eps, asr, time.time() - t1))
         if int((asr >= threshold).sum()) <= 1: break
     src = int(batched_logits(model, x[None], device=dev).argmax(1))
     return TargetScan(labels, asr, run['p'], x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,

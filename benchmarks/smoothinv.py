@@ -69,7 +69,7 @@ def run_model(ds, name, zm, data, a, dn):
     scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
     row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
                id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
-               id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()]) for e, asr in scan.ladder])
+               id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
     return row
 
 def mean(v): return sum(v) / len(v) if v else float('nan')
@@ -84,8 +84,11 @@ def fmt(r):
 HEAD = (f"{'dataset':8} {'model':14} {'true':>6} {'SI w/o':>7} {'SI w/':>7} {'PlainA':>7} {'NC-1':>7}"
         f"   {'id':>3} {'idASR':>5} {'next':>5} {'right':>8} {'id s':>6}")
 
+MODES = {'fp32': dict(amp=False, fast=False), 'fp32-fast': dict(amp=False, fast=True),
+         'bf16': dict(amp=True, fast=False), 'bf16-fast': dict(amp=True, fast=True)}
+
 def speed(ds, a):
-    "Wall-clock time of the all-class scan from one image (N = 40, 400 steps by default), fp32 and bf16 autocast."
+    "Wall-clock time of one all-class scan from one image (one budget, N = 40, 400 steps by default) per mode."
     data = load_data(shared_data(ds))
     names = cached(ds, ['badnets', 'blind-p'])
     if not names: print(f"{ds}: no cached zoo model for the speed test"); return
@@ -93,10 +96,12 @@ def speed(ds, a):
     x, y = data.test.x, data.test.y
     pool, sel, ev = splits(data, a.seed)
     start = next(int(i) for i in pool if int(y[i]) != zm.backdoor.target)
-    for amp in (False, True):
-        s = identify_target(zm.model, x[start], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=amp)
-        print(f"{ds:8} {names[0]:10} all {len(s.labels)} labels x N={a.id_noise} x {a.id_steps} steps, amp={amp!s:5}: "
-              f"{s.seconds:6.1f} s (load {os.getloadavg()[0]:.1f}) -> target {s.target} (ASR {s.target_asr:.3f}; next {s.target_asr - s.margin:.3f})", flush=True)
+    for mode in a.speed_modes:
+        s = identify_target(zm.model, x[start], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, shrink=0,
+                            **MODES[mode])
+        print(f"{ds:8} {names[0]:10} {len(s.labels):3} labels x N={a.id_noise} x {a.id_steps} steps {mode:>10}: "
+              f"{s.seconds:6.1f} s (load {os.getloadavg()[0]:.1f}) -> target {s.target} at eps {s.eps:.2f} "
+              f"(ASR {s.target_asr:.3f}; next {s.target_asr - s.margin:.3f})", flush=True)
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +118,9 @@ def main(argv=None):
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast in the sweeps and the scan')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--speed-only', action='store_true')
+    p.add_argument('--no-speed', action='store_true', help='skip the speed table')
+    p.add_argument('--speed-modes', nargs='*', default=list(MODES), choices=list(MODES),
+                   help='fp32 / bf16 autocast, with or without the inference copy (fast)')
     p.add_argument('--json', default=None, help='write the rows to this file')
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sweeps: N={a.n_noise}, {a.steps} steps, "
@@ -141,12 +149,13 @@ def main(argv=None):
             print("models where SmoothInv w/o < PlainAdv:", ', '.join(worse) or 'none')
             for r in rows:
                 print(f"  {r['ds']}/{r['model']}: per-label scan ASR by budget: "
-                      + '; '.join(f"eps {e}: {v}" for e, v in r['id_ladder'])
+                      + '; '.join(f"eps {e} ({t} s): {v}" for e, v, t in r['id_ladder'])
                       + (f", best (eps, sigma) {r['best_cfg']}, sweep {r['t_smoothinv']:.0f} s/image" if 'best_cfg' in r else '')
                       + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
         if a.json:
             with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
-    print("\nspeed of the all-class scan from one image:")
+    if a.no_speed: return
+    print("\nspeed of one all-class scan from one image (one budget):")
     for ds in a.datasets: speed(ds, a)
 
 if __name__ == '__main__': main()

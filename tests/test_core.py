@@ -26,3 +26,23 @@ def test_batched_logits_matches_full_pass():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     x = torch.rand(37, 1, 2, 2)
     torch.testing.assert_close(batched_logits(model, x, batch_size=5, device='cpu'), model(x))
+
+@pytest.mark.parametrize('arch', ['compact_cnn', 'preact_resnet18'])
+def test_inference_copy_matches_zoo_architectures(arch):
+    "BN folding, ReLU/pool swap and channels-last keep outputs and input gradients of the zoo models."
+    from backdoor_nb.core import inference_copy
+    from backdoor_nb.models import CompactCNN, PreActResNet18
+    torch.manual_seed(0)
+    m = CompactCNN(n_classes=7, size=16, width=8) if arch == 'compact_cnn' else PreActResNet18(n_classes=7)
+    for b in m.modules():
+        if isinstance(b, torch.nn.BatchNorm2d):
+            b.running_mean.uniform_(-0.5, 0.5); b.running_var.uniform_(0.5, 2.); b.weight.data.uniform_(0.5, 2.)
+    m.eval()
+    f = inference_copy(m)
+    assert not any(isinstance(b, torch.nn.BatchNorm2d) for b in f.modules()) or arch == 'preact_resnet18'  # pre-activation BN has no conv before it
+    assert all(p.requires_grad for p in m.parameters()) and not any(p.requires_grad for p in f.parameters())
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    y0, y1 = m(x), f(x)
+    assert torch.allclose(y0, y1, atol=1e-4, rtol=1e-4)
+    g0, = torch.autograd.grad(y0[:, 1].sum(), x); g1, = torch.autograd.grad(y1[:, 1].sum(), x)
+    assert torch.allclose(g0, g1, atol=1e-4, rtol=1e-3)

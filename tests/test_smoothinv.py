@@ -11,7 +11,7 @@ class Toy(nn.Module):
     "Label k reads the mean of rows 2k..2k+1 (columns 0-9); a bright 2x2 bottom-right patch also fires label 3."
     def __init__(self, backdoor=True): super().__init__(); self.gain = nn.Parameter(torch.tensor(10.)); self.backdoor = backdoor
     def forward(self, x):
-        logits = self.gain * x[..., :10].mean((1, 3)).view(len(x), 6, 2).mean(2)
+        logits = self.gain * x[..., :10].mean((1, 3)).view(-1, 6, 2).mean(2)
         if not self.backdoor: return logits
         patch = x[:, :, -2:, -2:].mean((1, 2, 3))
         return logits + torch.eye(6, device=x.device)[3] * 8 * F.softplus(5 * (patch - 0.6))[:, None]
@@ -102,8 +102,8 @@ def test_budget_ladder(toy):
     fixed = identify_target(m, x0, xh, yh, eps=6., shrink=0, **FAST)
     assert (fixed.asr >= 0.5).sum() > 1 and not fixed.backdoored and len(fixed.ladder) == 1
     s = identify_target(m, x0, xh, yh, eps=6., **FAST)
-    assert [e for e, _ in s.ladder][0] == 6. and s.eps < 6. and s.target == 3 and s.backdoored
-    assert all(e2 == e1 / 2 for (e1, _), (e2, _) in zip(s.ladder, s.ladder[1:]))
+    assert [e for e, *_ in s.ladder][0] == 6. and s.eps < 6. and s.target == 3 and s.backdoored
+    assert all(e2 == e1 / 2 for (e1, *_), (e2, *_) in zip(s.ladder, s.ladder[1:]))
     assert not identify_target(Toy(backdoor=False), x0, xh, yh, eps=6., **FAST).backdoored
     with pytest.raises(ValueError, match='shrink must be an int >= 0'): identify_target(m, x0, xh, yh, shrink=1.5)
 
