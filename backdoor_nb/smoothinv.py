@@ -331,7 +331,7 @@ def identify_target(model:nn.Module, # the classifier to scan
                     threshold:float=0.5, # transfer ASR from which the model is called backdoored
                     classes:Optional[Sequence[str]]=None, # class names for display
                     seed:int=0, amp:bool=False,
-                    fast:bool=True, # PGD on a `core.inference_copy` of the model (see `smooth_pgd`)
+                    fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
                     device=None)->TargetScan:
     "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
     dev = get_device(device)
@@ -345,11 +345,13 @@ def identify_target(model:nn.Module, # the classifier to scan
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
     check_int(shrink, 'shrink', lo=0)
     t0, ladder = time.time(), []
+    m = inference_copy(model.to(dev)) if fast else model  # one copy for every budget, and for the transfer ASR too
+    if fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser.to(dev))
     for k in range(shrink + 1):
         if k: eps = eps / 2
         t1 = time.time()
-        run = smooth_pgd(model, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), fast, device=dev)
-        asr = torch.tensor([_transfer_asr(model, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
+        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False, device=dev)
+        asr = torch.tensor([_transfer_asr(m, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
         ladder.append((eps, asr, time.time() - t1))
         if int((asr >= threshold).sum()) <= 1: break
     src = int(batched_logits(model, x[None], device=dev).argmax(1))
