@@ -52,6 +52,13 @@ def run_model(ds, name, zm, data, a, dn):
     if zm.backdoor is not None:  # the paper's Table 3: does the true backdoor survive the smoothing (sigma 0.25, N = 40)?
         row['smoothed_asr'] = smoothing_sanity(zm.model, x[ev][:300], y[ev][:300], zm.backdoor.trigger, tgt, sigmas=(0.25,)).rows['w/o']['asr'][0]
     t0 = time.time()
+    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
+    row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
+               id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
+               id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
+    if a.eps_from_scan: kw['eps_grid'] = [scan.eps, 2 * scan.eps]  # the budget the scan settled on, and twice it
+    row['eps_grid'] = [round(e, 3) for e in kw.get('eps_grid', default_eps(tuple(x.shape[1:])))]
+    t0 = time.time()
     si = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, **kw) for i in starts]
     if si:
         row['smoothinv'] = [r.asr for r in si]
@@ -69,11 +76,6 @@ def run_model(ds, name, zm, data, a, dn):
         nc = [nc_single_image(zm.model, x[i], tgt, x[ev], y[ev], seed=a.seed) for i in starts]
         row['nc'] = [r.asr for r in nc]
         row['t_nc'] = (time.time() - t0) / len(starts)
-    t0 = time.time()
-    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
-    row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
-               id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
-               id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
     return row
 
 def mean(v): return sum(v) / len(v) if v else float('nan')
@@ -119,6 +121,8 @@ def main(argv=None):
     p.add_argument('--id-steps', type=int, default=400)
     p.add_argument('--denoiser-starts', type=int, default=5, help='start images for the w/ denoiser column (0: skip)')
     p.add_argument('--no-nc', action='store_true')
+    p.add_argument('--eps-from-scan', action='store_true',
+                   help="sweep eps in {e, 2e}, e = the budget the model's identification scan settled on (default: the scaled paper grid)")
     p.add_argument('--identify-only', action='store_true', help='only the one-image target identification (first start image)')
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast in the sweeps and the scan')
     p.add_argument('--seed', type=int, default=0)
@@ -155,6 +159,7 @@ def main(argv=None):
             for r in rows:
                 print(f"  {r['ds']}/{r['model']}: per-label scan ASR by budget: "
                       + '; '.join(f"eps {e} ({t} s): {v}" for e, v, t in r['id_ladder'])
+                      + f", sweep eps grid {r['eps_grid']}"
                       + (f", best (eps, sigma) {r['best_cfg']}, sweep {r['t_smoothinv']:.0f} s/image" if 'best_cfg' in r else '')
                       + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
         if a.json:
