@@ -12,9 +12,10 @@ and the all-class identification from the first start image (every label, N = 40
 Column G.25 is the paper's Table 3 check: the true backdoor's ASR through the smoothed classifier (sigma 0.25, no
 denoiser). Where it is low, the backdoor does not survive the smoothing and SmoothInv has nothing to find.
 
-    python benchmarks/smoothinv.py                                  # MNIST zoo
-    python benchmarks/smoothinv.py cifar10 gtsrb --n-starts 3       # where those zoo models are cached
-    python benchmarks/smoothinv.py --speed-only
+    python benchmarks/smoothinv.py --denoiser-starts 0 --amp                         # MNIST zoo, 10 start images
+    python benchmarks/smoothinv.py cifar10 --n-starts 1 --amp --eps-from-scan      # sweeps at the scan's budget
+    python benchmarks/smoothinv.py gtsrb --identify-only --amp --id-noise 10       # identification only
+    python benchmarks/smoothinv.py mnist cifar10 --speed-only                      # one scan per speed mode
 """
 import argparse, json, math, os, time
 import torch
@@ -52,7 +53,8 @@ def run_model(ds, name, zm, data, a, dn):
     if zm.backdoor is not None:  # the paper's Table 3: does the true backdoor survive the smoothing (sigma 0.25, N = 40)?
         row['smoothed_asr'] = smoothing_sanity(zm.model, x[ev][:300], y[ev][:300], zm.backdoor.trigger, tgt, sigmas=(0.25,)).rows['w/o']['asr'][0]
     t0 = time.time()
-    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed, amp=a.amp)
+    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], sigma=a.id_sigma, n_noise=a.id_noise, steps=a.id_steps,
+                           seed=a.seed, amp=a.amp)
     row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
                id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
                id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
@@ -119,6 +121,7 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=400)
     p.add_argument('--id-noise', type=int, default=40)
     p.add_argument('--id-steps', type=int, default=400)
+    p.add_argument('--id-sigma', type=float, default=0.12, help="noise level of the identification scan (identify_target's default)")
     p.add_argument('--denoiser-starts', type=int, default=5, help='start images for the w/ denoiser column (0: skip)')
     p.add_argument('--no-nc', action='store_true')
     p.add_argument('--eps-from-scan', action='store_true',
@@ -134,7 +137,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sweeps: N={a.n_noise}, {a.steps} steps, "
           f"sigma in {PAPER_SIGMAS}; scan: N={a.id_noise}, {a.id_steps} steps; {a.n_starts} start images; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"scan sigma {a.id_sigma}; load average {os.getloadavg()[0]:.1f}", flush=True)
     if not a.speed_only:
         rows = []
         for ds in a.datasets:
