@@ -120,6 +120,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
                amp:bool=False, # bfloat16 autocast for the forward pass
                snapshots:Sequence[int]=(), # steps at which `x + p` is kept (0 = the start image)
                fast:bool=True, # run `core.inference_copy`s of the model and denoiser (the same function, faster)
+               chunk:Optional[int]=None, # images per forward-backward pass (whole rows); default 128 on CPUs, all on GPUs
                device=None)->dict:
     "Batched PGD on `-log G(x+p)_target` in the L2 ball of radius `eps`; one row per (image, target, eps, sigma)."
     dev = get_device(device)
@@ -133,6 +134,9 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
     x, e, s = x.expand(B, *x.shape[1:]), row(eps), row(sigma)
     a = e / 20 if step_size is None else row(step_size)
     v = lambda z: z.view(B, 1, 1, 1)
+    check_int(n_noise, 'n_noise', lo=1); check_int(steps, 'steps', lo=0)
+    if chunk is None: chunk = B * n_noise if dev.type == 'cuda' else 128
+    rows = max(1, check_int(chunk, 'chunk', lo=1) // n_noise)  # rows per pass
     model.to(dev)
     if isinstance(denoiser, nn.Module): denoiser.to(dev)
     if fast:
@@ -149,9 +153,12 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
             if k in snap_at: snaps.append((x + p).detach().cpu())
             p.requires_grad_(True)
             noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
-            logG = smoothed_log_probs(model, x + p, s, noise, denoiser, amp).gather(1, t[:, None])[:, 0]
+            logG = []
+            for r in (slice(i, i + rows) for i in range(0, B, rows)):  # rows are independent: their gradients add up in p.grad
+                lg = smoothed_log_probs(model, x[r] + p[r], s[r], noise, denoiser, amp).gather(1, t[r, None])[:, 0]
+                (-lg.sum()).backward(); logG.append(lg.detach())
+            logG, grad = torch.cat(logG), p.grad
             if not torch.isfinite(logG).all(): raise FloatingPointError("SmoothInv loss became NaN/inf")
-            grad, = torch.autograd.grad(-logG.sum(), p)
             with torch.no_grad():
                 p = p - v(a) * grad / v(grad.flatten(1).norm(dim=1).clamp_min(1e-12))
                 p = p * v((e / p.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1))
