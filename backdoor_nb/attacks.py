@@ -22,9 +22,9 @@ from .models import build_model, train, save_model, load_model, cross_entropy_lo
 __all__ = ['CORNERS', 'RECIPES', 'DATASETS', 'ZOO_VERSION', 'PREVIEW_PATCHES', 'solid_patch', 'checkerboard_patch',
            'random_colour_patch', 'polygon_patch', 'image_patch', 'pixel_pattern', 'single_pixel', 'gaussian_patch',
            'place', 'blend_trigger', 'additive_trigger', 'shaped_trigger', 'AllToOne', 'AllToAll', 'SourceSpecific',
-           'Backdoor', 'evaluate_backdoor', 'PoisonedData', 'adaptive_loss', 'channel_stats', 'train_backdoored',
-           'Recipe', 'backdoor_to_json', 'backdoor_from_json', 'ZooModel', 'save_zoo_model', 'load_zoo_model',
-           'default_cache', 'model_zoo', 'TriggerPreview']
+           'Backdoor', 'evaluate_backdoor', 'PoisonedData', 'min_norm_weights', 'adaptive_loss', 'channel_stats',
+           'train_backdoored', 'Recipe', 'backdoor_to_json', 'backdoor_from_json', 'ZooModel', 'save_zoo_model',
+           'load_zoo_model', 'default_cache', 'model_zoo', 'TriggerPreview']
 
 # %% ../nbs/10_attacks.ipynb #75ab2f2f
 def _check_size(size, name='size'):
@@ -315,23 +315,52 @@ class PoisonedData:
     def info(self)->dict:
         return {'rate': self.rate, 'seed': self.seed, 'n_poisoned': len(self.poison_idx), 'n_cover': len(self.cover_idx)}
 
+# %% ../nbs/10_attacks.ipynb #a7d3c2e1
+def min_norm_weights(G:Tensor, # Gram matrix `(k, k)` of k gradients, `G[i, j] = g_i . g_j`
+                    )->Tensor:
+    "The weights `a` on the simplex that minimize `|sum_i a_i g_i|^2 = a' G a`, exactly (k is small: one per loss)."
+    from itertools import combinations
+    G, k = G.double(), len(G)
+    best, best_v = None, math.inf
+    for S in (list(S) for r in range(1, k + 1) for S in combinations(range(k), r)):  # every face of the simplex
+        r = len(S)  # on a face, the minimum solves G_S w + lambda 1 = 0, 1'w = 1 (lstsq also takes singular G_S)
+        A = torch.ones(r + 1, r + 1, dtype=G.dtype); A[:r, :r] = G[S][:, S]; A[r, r] = 0
+        b = torch.zeros(r + 1, dtype=G.dtype); b[r] = 1
+        w = torch.linalg.lstsq(A, b[:, None]).solution[:r, 0]
+        if (w < -1e-9).any(): continue  # the face's minimum lies outside the face
+        a = torch.zeros(k, dtype=G.dtype); a[S] = w.clamp_min(0); a = a / a.sum()
+        v = (a @ G @ a).item()
+        if v < best_v - 1e-12: best, best_v = a, v
+    return best.float()
+
 # %% ../nbs/10_attacks.ipynb #34c1fe6f
+def _mgda(losses, model):
+    "MGDA weights of `losses` over the trainable weights of `model`, each gradient divided by min(loss, 10)."
+    params = [p for p in model.parameters() if p.requires_grad]
+    gs = [torch.cat([g.float().flatten() for g in torch.autograd.grad(l, params, retain_graph=True)]) / (min(l.item(), 10.) + 1e-5)
+          for l in losses]
+    g = torch.stack(gs)
+    return min_norm_weights(g @ g.T).tolist()
+
 def adaptive_loss(backdoor:Backdoor, sigma:float=0.25, # std of the Gaussian noise delta
-                  alphas:Sequence[float]=(1., 1., 1.), # (alpha_0, alpha_1, alpha_2) of eq. 7
+                  alphas='mgda', # (alpha_0, alpha_1, alpha_2) of eq. 7, or 'mgda': re-balanced every batch (the paper)
                   denoiser:Optional[Callable]=None, # T; identity when None
                  )->Callable:
-    "SmoothInv eq. 7 as a `loss_fn(model, x, y)` for `models.train`."
+    "SmoothInv eq. 7 as a `loss_fn(model, x, y)` for `models.train`; `loss_fn.weights` records the weights per batch."
     if sigma <= 0: raise ValueError(f"sigma must be > 0, got {sigma}")
-    a0, a1, a2 = alphas
+    if not (alphas == 'mgda' or (len(alphas) == 3 and all(a >= 0 for a in alphas))):
+        raise ValueError(f"alphas must be 'mgda' or three weights >= 0, got {alphas!r}")
     T = denoiser or (lambda z: z)
     def loss_fn(model, x, y):
-        loss = a0 * F.cross_entropy(model(x), y)
+        losses = [F.cross_entropy(model(x), y)]
         el = backdoor.mapping.eligible(y)
         if el.any():
             xb, yb = backdoor.stamp(x[el]), y[el]
-            loss = loss + a1 * F.cross_entropy(model(xb), backdoor.mapping(yb))
-            loss = loss + a2 * F.cross_entropy(model(T(xb + sigma * torch.randn_like(xb))), yb)
-        return loss
+            losses += [F.cross_entropy(model(xb), backdoor.mapping(yb)), F.cross_entropy(model(T(xb + sigma * torch.randn_like(xb))), yb)]
+        w = list(alphas[:len(losses)]) if alphas != 'mgda' else _mgda(losses, model) if len(losses) > 1 else [1.]
+        loss_fn.weights.append(w)
+        return sum(a * l for a, l in zip(w, losses))
+    loss_fn.weights = []
     return loss_fn
 
 # %% ../nbs/10_attacks.ipynb #eadd9ce5
@@ -397,8 +426,12 @@ RECIPES = {
                          description='BadNets square, y -> y+1 mod K'),
     'source-specific': Recipe(lambda s, k: Backdoor(place(solid_patch(_psize(s), 1., s[0]), s, 'bottom-right', name='badnets'), SourceSpecific(0, [1, 2])),
                               description='BadNets square, only classes 1, 2 -> 0'),
-    'adaptive-p': Recipe(lambda s, k: Backdoor(place(pixel_pattern(s[0]), s, 'top-left', name='blind-p'), AllToOne(0)), adaptive={'sigma': 0.25},
-                         description='Blind-P* : pixel pattern trained with the adaptive loss (SmoothInv eq. 7)'),
+    'adaptive-p': Recipe(lambda s, k: Backdoor(place(pixel_pattern(s[0]), s, 'top-left', name='blind-p'), AllToOne(0)),
+                         adaptive={'sigma': 0.25, 'alphas': (1., 1., 1.)},
+                         description='Blind-P* : pixel pattern trained with the adaptive loss (SmoothInv eq. 7), fixed weights 1, 1, 1'),
+    'adaptive-p-mgda': Recipe(lambda s, k: Backdoor(place(pixel_pattern(s[0]), s, 'top-left', name='blind-p'), AllToOne(0)),
+                              adaptive={'sigma': 0.25, 'alphas': 'mgda'},
+                              description='Blind-P* : pixel pattern trained with the adaptive loss (SmoothInv eq. 7), MGDA weights as in the paper'),
 }
 
 # %% ../nbs/10_attacks.ipynb #c01c686c
