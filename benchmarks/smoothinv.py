@@ -24,10 +24,10 @@ from backdoor_nb.data import load_data, shared_data
 from backdoor_nb.smoothinv import (smoothinv_sweep, identify_target, nc_single_image, pretrained_denoiser, default_eps,
                                    smoothing_sanity, PAPER_SIGMAS)
 
-NAMES = {'mnist': ['clean', 'badnets', 'blind-p', 'blind-s', 'random-colour', 'blind-g', 'adaptive-p'],
-         'cifar10': ['clean', 'badnets', 'blind-p', 'random-colour', 'htba', 'blend'],
-         'gtsrb': ['clean', 'badnets', 'blind-p', 'blind-s', 'blind-g', 'random-colour', 'htba', 'adaptive-p', 'blend']}
-PATCH_STYLE = {'badnets', 'blind-p', 'blind-s', 'random-colour', 'htba', 'blind-g', 'adaptive-p', 'checkerboard', 'polygon'}
+COLOUR = ['clean', 'badnets', 'blind-p', 'blind-s', 'random-colour', 'blind-g', 'htba', 'blend', 'adaptive-p-mgda']
+NAMES = {'mnist': ['clean', 'badnets', 'blind-p', 'blind-s', 'random-colour', 'blind-g', 'adaptive-p', 'adaptive-p-mgda'],
+         'cifar10': COLOUR, 'gtsrb': COLOUR}
+PATCH_STYLE = {'badnets', 'blind-p', 'blind-s', 'random-colour', 'htba', 'blind-g', 'adaptive-p', 'adaptive-p-mgda', 'checkerboard', 'polygon'}
 
 def cached(ds, names):
     "The zoo names of `ds` that are in the cache (no training here)."
@@ -90,6 +90,26 @@ def fmt(r):
     return (f"{r['ds']:8} {r['model']:14} {100 * r['true_asr']:6.1f} {g} {m('smoothinv')} {m('smoothinv_dn')} {m('plainadv')} {m('nc')}"
             f"   {r['id_target']:>3} {100 * r['id_asr']:5.1f} {100 * r['id_next']:5.1f} {ok:>8} {r['id_seconds']:6.1f}")
 
+def markdown(rows):
+    "The rows as a markdown table (the notebook's Benchmark section)."
+    pct = lambda v: f"{100 * v:.1f}"
+    col = lambda r, k: pct(mean(r[k])) if k in r else '-'
+    out = ["| model | true ASR | G 0.25 | sweep eps | SmoothInv w/o | PlainAdv | NC (one image) | identified | its ASR / next best | scan budgets, s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        clean = r['model'] == 'clean'
+        if not r['id_backdoored']: ident, margin = f"none (best: {pct(r['id_asr'])})", '-'
+        else:
+            ok = not clean and r['id_target'] == r['target']
+            ident, margin = (f"**{r['id_target']}**" if ok else f"wrong: {r['id_target']}"), f"{pct(r['id_asr'])} / {pct(r['id_next'])}"
+        true = '-' if clean else pct(r['true_asr'])
+        g = pct(r['smoothed_asr']) if 'smoothed_asr' in r else '-'
+        grid = ', '.join(f"{e:.3g}" for e in r["eps_grid"])
+        ladder = ' > '.join(f"{e:.3g}" for e, _, _ in r['id_ladder'])
+        out.append(f"| {r['model']} | {true} | {g} | {grid} | {col(r, 'smoothinv')} | {col(r, 'plainadv')} | {col(r, 'nc')} | "
+                   f"{ident} | {margin} | {ladder}, {r['id_seconds']:.0f} s |")
+    return '\n'.join(out)
+
 HEAD = (f"{'dataset':8} {'model':14} {'true':>6} {'G.25':>6} {'SI w/o':>7} {'SI w/':>7} {'PlainA':>7} {'NC-1':>7}"
         f"   {'id':>3} {'idASR':>5} {'next':>5} {'right':>8} {'id s':>6}")
 
@@ -134,6 +154,7 @@ def main(argv=None):
     p.add_argument('--speed-modes', nargs='*', default=list(MODES), choices=list(MODES),
                    help='fp32 / bf16 autocast, with or without the inference copy (fast)')
     p.add_argument('--json', default=None, help='write the rows to this file')
+    p.add_argument('--markdown', action='store_true', help='also print the rows as a markdown table')
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; sweeps: N={a.n_noise}, {a.steps} steps, "
           f"sigma in {PAPER_SIGMAS}; scan: N={a.id_noise}, {a.id_steps} steps; {a.n_starts} start images; "
@@ -165,6 +186,7 @@ def main(argv=None):
                       + f", sweep eps grid {r['eps_grid']}"
                       + (f", best (eps, sigma) {r['best_cfg']}, sweep {r['t_smoothinv']:.0f} s/image" if 'best_cfg' in r else '')
                       + (f", NC {r['t_nc']:.0f} s/image" if 't_nc' in r else ''))
+        if a.markdown: print('\n' + markdown(rows))
         if a.json:
             with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
     if a.no_speed: return

@@ -73,6 +73,10 @@ def test_pgd_invariants_and_batching(toy):
     again = smooth_pgd(m, x0, 1, 0.7, 0.5, n_noise=8, steps=40, seed=3)['p'][0]
     assert torch.equal(alone, again)                               # the seed reproduces the run
     assert not torch.equal(alone, smooth_pgd(m, x0, 1, 0.7, 0.5, n_noise=8, steps=40, seed=4)['p'][0])
+    chunked = smooth_pgd(m, x0, [3, 1, 0], [1.5, 0.7, 1.5], [0.25, 0.5, 0.], n_noise=8, steps=40, seed=3, chunk=8)['p']
+    torch.testing.assert_close(chunked, p, atol=1e-5, rtol=0)      # one row per forward-backward pass: the same run
+    with pytest.raises(ValueError, match='chunk must be an int >= 1'): smooth_pgd(m, x0, 1, 0.7, 0.5, steps=1, chunk=0)
+    with pytest.raises(ValueError, match='n_noise must be an int >= 1'): smooth_pgd(m, x0, 1, 0.7, 0.5, steps=1, n_noise=0)
 
 def test_smoothed_classifier_reduces_to_model(toy):
     m, _, xh, _ = toy
