@@ -52,7 +52,8 @@ def demo(epochs:int=12, # training epochs per model
     say(f"Neural Cleanse on {n_support} clean test images per model ...")
     scans = {k: neural_cleanse(zoo[k].model, support, device=device, progress=progress, seed=seed) for k in res}
     say(f"SmoothInv from one clean test image per model (every label, N = 40, {si_steps} steps) ...")
-    sis = {k: smoothinv_demo_step(zoo[k].model, data.test.x, data.test.y, device=device, steps=si_steps, seed=seed) for k in res}
+    sis = {k: smoothinv_demo_step(zoo[k].model, data.test.x, data.test.y, device=device, steps=si_steps, seed=seed, progress=progress)
+           for k in res}
     for k, m in res.items():
         m.update(nc_flagged=scans[k].flagged, nc_max_anomaly=scans[k].max_anomaly, nc_seconds=scans[k].seconds, nc=scans[k],
                  smoothinv={kk: v for kk, v in sis[k].items()})

@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
                               inference_copy,
@@ -121,6 +122,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
                snapshots:Sequence[int]=(), # steps at which `x + p` is kept (0 = the start image)
                fast:bool=True, # run `core.inference_copy`s of the model and denoiser (the same function, faster)
                chunk:Optional[int]=None, # images per forward-backward pass (whole rows); default 128 on CPUs, all on GPUs
+               progress=False, # a tqdm bar over the steps (a str: the bar's label)
                device=None)->dict:
     "Batched PGD on `-log G(x+p)_target` in the L2 ball of radius `eps`; one row per (image, target, eps, sigma)."
     dev = get_device(device)
@@ -149,7 +151,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
     snaps = []
     with eval_mode(model), frozen(model, denoiser if isinstance(denoiser, nn.Module) else None):
         if isinstance(denoiser, nn.Module): denoiser.eval()
-        for k in range(steps):
+        for k in tqdm(range(steps), desc=progress if isinstance(progress, str) else 'PGD', disable=not progress, leave=False):
             if k in snap_at: snaps.append((x + p).detach().cpu())
             p.requires_grad_(True)
             noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
@@ -208,13 +210,16 @@ def smoothinv(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] im
               denoiser:Optional[Callable]=None, # T of the smoothed classifier ("w/ diffusion"); identity when None
               x_heldout:Optional[Tensor]=None, # clean images to measure the transfer ASR on
               y_heldout:Optional[Tensor]=None, # their labels
-              seed:int=0, amp:bool=False, snapshots:Sequence[int]=SNAPSHOTS, device=None)->InversionResult:
+              seed:int=0, amp:bool=False, snapshots:Sequence[int]=SNAPSHOTS,
+              progress:bool=True, # a tqdm bar over the steps
+              device=None)->InversionResult:
     "SmoothInv: synthesize an additive backdoor toward `target` from the single image `x` through the smoothed classifier."
     dev = get_device(device)
     x, target, eps, _ = _prepare(model, x, target, eps, sigma, n_noise, steps, step_size, dev)
     ho = _heldout(x_heldout, y_heldout)
     t0 = time.time()
-    run = smooth_pgd(model, x, target, eps, sigma, n_noise, steps, step_size, denoiser, seed, amp, snapshots, device=dev)
+    run = smooth_pgd(model, x, target, eps, sigma, n_noise, steps, step_size, denoiser, seed, amp, snapshots,
+                     progress=progress and 'SmoothInv', device=dev)
     return _as_result(model, x, run, 0, ho, dev, 'smoothinv', time.time() - t0, n_noise, denoiser)
 
 def plainadv(model:nn.Module, x:Tensor, target:int, eps:Optional[float]=None, steps:int=400,
@@ -236,6 +241,7 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
                     x_select:Optional[Tensor]=None, y_select:Optional[Tensor]=None, # where the best configuration is picked
                     seed:int=0, amp:bool=False, snapshots:Sequence[int]=SNAPSHOTS,
                     method:str='smoothinv', # label of the result (`'plainadv'` for the sweep with `sigmas=[0.]`, `n_noise=1`)
+                    progress:bool=True, # a tqdm bar over the steps
                     device=None)->InversionResult:
     "The paper's protocol: every (eps, sigma) configuration in one batched run; keep the perturbation with the highest ASR."
     dev = get_device(device)
@@ -251,7 +257,8 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     if sel is None: raise ValueError("smoothinv_sweep needs x_heldout/y_heldout (or x_select/y_select) to pick the best configuration")
     grid = [(e, s) for e in eps_grid for s in sigmas]
     t0 = time.time()
-    run = smooth_pgd(model, x, target, [e for e, _ in grid], [s for _, s in grid], n_noise, steps, None, denoiser, seed, amp, snapshots, device=dev)
+    run = smooth_pgd(model, x, target, [e for e, _ in grid], [s for _, s in grid], n_noise, steps, None, denoiser, seed, amp, snapshots,
+                     progress=progress and f'{method} sweep ({len(grid)} configurations)', device=dev)
     sel_asr = [_transfer_asr(model, sel, run['p'][j], target, dev) for j in range(len(grid))]
     best = max(range(len(grid)), key=lambda j: sel_asr[j])
     res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser)
@@ -340,6 +347,7 @@ def identify_target(model:nn.Module, # the classifier to scan
                     classes:Optional[Sequence[str]]=None, # class names for display
                     seed:int=0, amp:bool=False,
                     fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
+                    progress:bool=True, # a tqdm bar over the steps of each budget
                     device=None)->TargetScan:
     "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
     dev = get_device(device)
@@ -358,7 +366,8 @@ def identify_target(model:nn.Module, # the classifier to scan
     for k in range(shrink + 1):
         if k: eps = eps / 2
         t1 = time.time()
-        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False, device=dev)
+        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False,
+                         progress=progress and f'scan: {len(labels)} labels at eps {eps:.3g}', device=dev)
         asr = torch.tensor([_transfer_asr(m, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
         ladder.append((eps, asr, time.time() - t1))
         if int((asr >= threshold).sum()) <= 1: break
@@ -553,7 +562,7 @@ class SmoothInvExplorer:
         from IPython.display import display
         r = self.result = smoothinv(self.model, self.x, self.target.value, eps=self.eps.value, sigma=self.sigma.value,
                                     n_noise=self.n_noise, steps=self.steps, denoiser=self.denoiser, x_heldout=self.ho[0],
-                                    y_heldout=self.ho[1], snapshots=(), device=self.device)
+                                    y_heldout=self.ho[1], snapshots=(), progress=False, device=self.device)
         self.info.value = (f"<b>target {r.target}</b>: transfer ASR <b>{r.asr:.3f}</b> on {len(self.ho[0])} held-out images; "
                            f"the model predicts {r.info['pred_synth']} on the synthesized image; "
                            f"||p|| = {r.history['norm'][-1]:.2f} ({r.seconds:.1f} s)")
@@ -571,7 +580,7 @@ class SmoothInvExplorer:
 def smoothinv_demo_step(model:nn.Module, x_test:Tensor, y_test:Tensor, device=None,
                         n_heldout:int=500, # held-out images for the transfer ASR
                         eps:Optional[float]=None, # L2 budget; default `default_eps(image shape)[0]`
-                        n_noise:int=40, steps:int=400, seed:int=0)->dict:
+                        n_noise:int=40, steps:int=400, seed:int=0, progress:bool=True)->dict:
     "One-image target identification for the demo: `{'target', 'transfer_asr', 'backdoored', 'seconds', ...}`."
     check_images(x_test, 'x_test'); check_labels(y_test, name='y_test', n=len(x_test))
     if len(x_test) < 2: raise ValueError(f"x_test needs at least 2 images (a start image and held-out ones), got {len(x_test)}")
@@ -579,7 +588,8 @@ def smoothinv_demo_step(model:nn.Module, x_test:Tensor, y_test:Tensor, device=No
     t0 = time.time()
     idx = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
     start, ho = idx[0], idx[1:1 + n_heldout]
-    scan = identify_target(model, x_test[start], x_test[ho], y_test[ho], eps=eps, n_noise=n_noise, steps=steps, seed=seed, device=device)
+    scan = identify_target(model, x_test[start], x_test[ho], y_test[ho], eps=eps, n_noise=n_noise, steps=steps, seed=seed,
+                           progress=progress, device=device)
     return {'target': scan.target, 'transfer_asr': round(scan.target_asr, 4), 'backdoored': scan.backdoored,
             'asr_per_label': [round(a, 4) for a in scan.asr.tolist()], 'start_label': int(y_test[start]),
             'seconds': round(time.time() - t0, 2)}

@@ -46,7 +46,8 @@ def run_model(ds, name, zm, data, a, dn):
     pool, sel, ev = splits(data, a.seed)
     tgt = zm.backdoor.target if zm.backdoor is not None else 0
     starts = [int(i) for i in pool if int(y[i]) != tgt][:a.n_starts]
-    kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], steps=a.steps, snapshots=(), seed=a.seed, amp=a.amp)
+    kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], steps=a.steps, snapshots=(), seed=a.seed, amp=a.amp,
+              progress=False)
     row = {'ds': ds, 'model': name, 'target': tgt, 'true_asr': zm.metrics.get('asr', float('nan')),
            'clean_acc': zm.metrics.get('clean_acc', float('nan'))}
     if a.identify_only: starts = starts[:1]
@@ -54,7 +55,7 @@ def run_model(ds, name, zm, data, a, dn):
         row['smoothed_asr'] = smoothing_sanity(zm.model, x[ev][:300], y[ev][:300], zm.backdoor.trigger, tgt, sigmas=(0.25,)).rows['w/o']['asr'][0]
     t0 = time.time()
     scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], sigma=a.id_sigma, n_noise=a.id_noise, steps=a.id_steps,
-                           seed=a.seed, amp=a.amp)
+                           seed=a.seed, amp=a.amp, progress=False)
     row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
                id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
                id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
@@ -127,7 +128,7 @@ def speed(ds, a):
     start = next(int(i) for i in pool if int(y[i]) != zm.backdoor.target)
     for mode in a.speed_modes:
         s = identify_target(zm.model, x[start], x[sel[:500]], y[sel[:500]], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed,
-                            shrink=0, **MODES[mode])
+                            shrink=0, progress=False, **MODES[mode])
         print(f"{ds:8} {names[0]:10} {len(s.labels):3} labels x N={a.id_noise} x {a.id_steps} steps, 500 held-out {mode:>10}: "
               f"{s.seconds:6.1f} s (load {os.getloadavg()[0]:.1f}) -> target {s.target} at eps {s.eps:.2f} "
               f"(ASR {s.target_asr:.3f}; next {s.target_asr - s.margin:.3f})", flush=True)
