@@ -347,6 +347,7 @@ def identify_target(model:nn.Module, # the classifier to scan
                     classes:Optional[Sequence[str]]=None, # class names for display
                     seed:int=0, amp:bool=False,
                     fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
+                    chunk:Optional[int]=None, # images per forward-backward pass (see `smooth_pgd`)
                     progress:bool=True, # a tqdm bar over the steps of each budget
                     device=None)->TargetScan:
     "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
@@ -366,7 +367,7 @@ def identify_target(model:nn.Module, # the classifier to scan
     for k in range(shrink + 1):
         if k: eps = eps / 2
         t1 = time.time()
-        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False,
+        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False, chunk,
                          progress=progress and f'scan: {len(labels)} labels at eps {eps:.3g}', device=dev)
         asr = torch.tensor([_transfer_asr(m, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
         ladder.append((eps, asr, time.time() - t1))

@@ -114,8 +114,10 @@ def markdown(rows):
 HEAD = (f"{'dataset':8} {'model':14} {'true':>6} {'G.25':>6} {'SI w/o':>7} {'SI w/':>7} {'PlainA':>7} {'NC-1':>7}"
         f"   {'id':>3} {'idASR':>5} {'next':>5} {'right':>8} {'id s':>6}")
 
-MODES = {'fp32': dict(amp=False, fast=False), 'fp32-fast': dict(amp=False, fast=True),
-         'bf16': dict(amp=True, fast=False), 'bf16-fast': dict(amp=True, fast=True)}
+ONE_PASS = 10 ** 9  # a chunk larger than any batch: all rows x N copies in one forward-backward pass
+MODES = {'fp32-1pass': dict(amp=False, fast=False, chunk=ONE_PASS), 'bf16-1pass': dict(amp=True, fast=False, chunk=ONE_PASS),
+         'bf16-fast-1pass': dict(amp=True, fast=True, chunk=ONE_PASS), 'fp32-fast': dict(amp=False, fast=True),
+         'bf16-fast': dict(amp=True, fast=True)}  # chunked (the default) unless 1pass; fast = on the inference copy
 
 def speed(ds, a):
     "Wall-clock time of one all-class scan from one image (one budget, N = 40, 400 steps, transfer on 500 images) per mode."
