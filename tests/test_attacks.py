@@ -33,3 +33,17 @@ def test_zoo_round_trip_and_determinism(digits, tmp_path):
     assert z3.backdoor.target == 0 and z3.metrics == z1.metrics
     again = evaluate_backdoor(z3.model, small.test.x, small.test.y, z3.backdoor, device='cpu')
     assert abs(again['asr'] - z1.metrics['asr']) < 1e-6
+
+def test_adaptive_loss_mgda_weights_and_bad_alphas():
+    from backdoor_nb.attacks import adaptive_loss, min_norm_weights
+    bd = Backdoor(place(solid_patch(2), (1, 8, 8)), AllToOne(0))
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    x, y = torch.rand(16, 1, 8, 8) * 0.9, torch.arange(16) % 5
+    f = adaptive_loss(bd)
+    f(m, x, y).backward()
+    w = torch.tensor(f.weights[0])
+    assert len(w) == 3 and (w >= 0).all() and abs(w.sum().item() - 1) < 1e-5
+    g = torch.tensor([[3., 0.], [0., 1.]])                      # min |a g_0 + (1-a) g_1|: a = 1/10
+    assert torch.allclose(min_norm_weights(g @ g.T), torch.tensor([0.1, 0.9]), atol=1e-6)
+    with pytest.raises(ValueError, match="alphas must be 'mgda' or three weights >= 0"): adaptive_loss(bd, alphas=(1., 1.))
+    with pytest.raises(ValueError, match='sigma must be > 0'): adaptive_loss(bd, sigma=-1)
