@@ -348,7 +348,7 @@ def adaptive_loss(backdoor:Backdoor, sigma:float=0.25, # std of the Gaussian noi
                  )->Callable:
     "SmoothInv eq. 7 as a `loss_fn(model, x, y)` for `models.train`; `loss_fn.weights` records the weights per batch."
     if sigma <= 0: raise ValueError(f"sigma must be > 0, got {sigma}")
-    if not (alphas == 'mgda' or (len(alphas) == 3 and all(a >= 0 for a in alphas))):
+    if not (alphas == 'mgda' if isinstance(alphas, str) else len(alphas) == 3 and all(a >= 0 for a in alphas)):
         raise ValueError(f"alphas must be 'mgda' or three weights >= 0, got {alphas!r}")
     T = denoiser or (lambda z: z)
     def loss_fn(model, x, y):
