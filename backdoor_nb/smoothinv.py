@@ -262,6 +262,7 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     sel_asr = [_transfer_asr(model, sel, run['p'][j], target, dev) for j in range(len(grid))]
     best = max(range(len(grid)), key=lambda j: sel_asr[j])
     res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser)
+    res.info['eps'], res.info['sigma'] = grid[best]  # the values as given, not their float32 copies
     res.info['grid'] = [{'eps': e, 'sigma': s, 'asr_select': a} for (e, s), a in zip(grid, sel_asr)]
     return res
 
