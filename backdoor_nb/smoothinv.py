@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
                               inference_copy,
                               batched_logits, attack_success_rate, show_images, strength_map,
-                              check_positive, check_int)
+                              check_positive, check_int, set_seed)
 
 # %% auto #0
 __all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SNAPSHOTS', 'NC_SINGLE', 'scale_eps', 'default_eps',
@@ -423,6 +423,7 @@ def train_denoiser(x:Tensor, # clean training images `(N, C, H, W)` in [0, 1]
     check_images(x)
     if not len(sigmas): raise ValueError("sigmas is empty")
     for s in sigmas: check_positive(s, 'sigmas')
+    set_seed(seed)  # the initial weights too, not only the training noise and batch order
     model = DnCNN(x.shape[1], width, depth)
     data = ImageData(x, torch.zeros(len(x), dtype=torch.long), ['image'])
     hist = train(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer='adam', weight_decay=0.,
