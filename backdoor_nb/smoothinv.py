@@ -132,6 +132,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
     B = max(sizes)
     if any(s not in (1, B) for s in sizes): raise ValueError(f"x, targets, eps and sigma must have 1 or {B} rows, got {sizes}")
     row = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev).reshape(-1).expand(B).clone()
+    given = lambda v: torch.as_tensor(v, dtype=torch.float64).cpu().reshape(-1).expand(B).clone()  # reported as passed, not as float32
     t = torch.as_tensor(targets, dtype=torch.long, device=dev).reshape(-1).expand(B).clone()
     x, e, s = x.expand(B, *x.shape[1:]), row(eps), row(sigma)
     a = e / 20 if step_size is None else row(step_size)
@@ -168,7 +169,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
                 hist['loss'][k], hist['prob'][k] = -logG.detach().cpu(), logG.detach().exp().cpu()
                 hist['norm'][k] = p.flatten(1).norm(dim=1).cpu()
         if steps in snap_at: snaps.append((x + p).detach().cpu())
-    return {'p': p.detach().cpu(), 'targets': t.cpu(), 'eps': e.cpu(), 'sigma': s.cpu(), 'step_size': a.cpu(),
+    return {'p': p.detach().cpu(), 'targets': t.cpu(), 'eps': given(eps), 'sigma': given(sigma), 'step_size': a.cpu(),
             'history': hist, 'snapshots': torch.stack(snaps, 1) if snaps else None, 'snapshot_steps': snap_at}
 
 # %% ../nbs/40_smoothinv.ipynb #d508327c
@@ -262,7 +263,6 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     sel_asr = [_transfer_asr(model, sel, run['p'][j], target, dev) for j in range(len(grid))]
     best = max(range(len(grid)), key=lambda j: sel_asr[j])
     res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser)
-    res.info['eps'], res.info['sigma'] = grid[best]  # the values as given, not their float32 copies
     res.info['grid'] = [{'eps': e, 'sigma': s, 'asr_select': a} for (e, s), a in zip(grid, sel_asr)]
     return res
 
