@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['get_device', 'set_seed', 'check_images', 'check_labels', 'check_label', 'check_positive', 'check_int', 'Trigger',
-           'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy', 'batched_logits', 'predict',
-           'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'strength_map',
-           'mask_overlap', 'InversionResult']
+__all__ = ['SCAN_FORMAT', 'get_device', 'set_seed', 'check_images', 'check_labels', 'check_label', 'check_positive', 'check_int',
+           'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy', 'batched_logits',
+           'predict', 'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images',
+           'strength_map', 'mask_overlap', 'InversionResult', 'register_type', 'LabelScan']
 
 # %% ../nbs/00_core.ipynb #cdabbcfe
 def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when available, else CPU
@@ -463,3 +463,153 @@ class InversionResult:
             for a, b in zip(xs, xt): imgs += [a, b]; titles += ['clean', 'triggered']
         return show_images(torch.stack(imgs), titles, ncols=len(imgs), size=size,
                            suptitle=f"{self.method}: label {self.target}" + (f", ASR {self.asr:.3f}" if self.asr is not None else ''))
+
+# %% ../nbs/00_core.ipynb #d3fc3539
+_TYPES = {} # class name -> class, for `LabelScan.load` (only registered types are ever rebuilt from a file)
+
+def register_type(cls):
+    "Class decorator: allow `cls` (a scan result or config dataclass) to be rebuilt by `LabelScan.load`."
+    _TYPES[cls.__name__] = cls
+    return cls
+
+def _enc(v, key, tensors):
+    "JSON-able form of `v`; tensors go to `tensors` under `key`."
+    import dataclasses
+    from pathlib import PurePath
+    if isinstance(v, Tensor): tensors[key] = v.detach().cpu().contiguous().clone(); return {'__tensor__': key}
+    if isinstance(v, Trigger):
+        sd = v.state_dict(prefix=key + '.')
+        tensors.update({k: t.detach().cpu().contiguous().clone() for k, t in sd.items()})
+        return {'__trigger__': key, 'name': v.name}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        if type(v).__name__ not in _TYPES: raise TypeError(f"cannot save a {type(v).__name__}: not a registered type (core.register_type)")
+        return {'__type__': type(v).__name__, 'fields': {f.name: _enc(getattr(v, f.name), f"{key}.{f.name}", tensors)
+                                                           for f in dataclasses.fields(v)}}
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v): return {'__dict__': {k: _enc(x, f"{key}.{k}", tensors) for k, x in v.items()}}
+        return {'__pairs__': [[_enc(k, f"{key}.k{i}", tensors), _enc(x, f"{key}.{i}", tensors)] for i, (k, x) in enumerate(v.items())]}
+    if isinstance(v, (list, tuple)):
+        out = [_enc(x, f"{key}.{i}", tensors) for i, x in enumerate(v)]
+        return {'__tuple__': out} if isinstance(v, tuple) else out
+    if isinstance(v, (np.generic,)): v = v.item()
+    if isinstance(v, PurePath): return str(v)
+    if isinstance(v, float) and not math.isfinite(v): return {'__float__': repr(v)}
+    if v is None or isinstance(v, (bool, int, float, str)): return v
+    raise TypeError(f"cannot save a value of type {type(v).__name__} at {key!r}")
+
+def _dec(v, tensors, where):
+    if isinstance(v, list): return [_dec(x, tensors, where) for x in v]
+    if not isinstance(v, dict): return v
+    if '__tensor__' in v:
+        if v['__tensor__'] not in tensors: raise ValueError(f"{where}: tensor {v['__tensor__']!r} is missing from the tensor file")
+        return tensors[v['__tensor__']]
+    if '__trigger__' in v:
+        return Trigger.from_state_dict(tensors, prefix=v['__trigger__'] + '.', name=str(v.get('name', '')))
+    if '__type__' in v:
+        cls = _TYPES.get(v['__type__'])
+        if cls is None: raise ValueError(f"{where}: unknown type {v['__type__']!r} (known: {', '.join(sorted(_TYPES))})")
+        return cls(**{k: _dec(x, tensors, where) for k, x in v['fields'].items()})
+    if '__dict__' in v: return {k: _dec(x, tensors, where) for k, x in v['__dict__'].items()}
+    if '__pairs__' in v: return {_dec(k, tensors, where): _dec(x, tensors, where) for k, x in v['__pairs__']}
+    if '__tuple__' in v: return tuple(_dec(x, tensors, where) for x in v['__tuple__'])
+    if '__float__' in v: return float(v['__float__'])
+    raise ValueError(f"{where}: unrecognized JSON object with keys {sorted(v)}")
+
+# %% ../nbs/00_core.ipynb #6fa0ad14
+SCAN_FORMAT = 'backdoor_nb.scan/1'
+
+class LabelScan:
+    """Base of every per-label detector result (`NCResult`, `TNDResult`, `TargetScan`, ...).
+
+    A subclass is a dataclass with at least `labels`, `flagged`, `seconds` and `classes`, and defines
+    `label_scores` (one number per label, higher = more suspicious), `model_score` (one number per model,
+    higher = more suspicious) and `score_name`; the base gives it `top`, `backdoored`, names, a table,
+    a bar chart, `summary()` and `save`/`load` (JSON + safetensors, never pickle)."""
+    detector:str = 'scan' # registry name of the detector that made it
+    score_name:str = 'score'
+
+    @property
+    def label_scores(self)->Tensor: raise NotImplementedError
+    @property
+    def model_score(self)->float: raise NotImplementedError
+    @property
+    def backdoored(self)->bool: return len(self.flagged) > 0
+    @property
+    def top(self)->int:
+        "The most suspicious label (largest `label_scores`)."
+        return self.labels[int(torch.as_tensor(self.label_scores).argmax())]
+    @property
+    def budget_limited(self)->bool: return bool(getattr(self, 'info', {}).get('budget_limited', False)) if isinstance(getattr(self, 'info', None), dict) else False
+
+    def trigger(self, label:int)->Optional[Trigger]:
+        "The reversed trigger of `label` (None when the detector recovers none)."
+        return None
+
+    def _name(self, l): return f"{l}:{self.classes[l]}" if getattr(self, 'classes', None) else str(l)
+
+    def _columns(self)->dict:
+        "`{header: (values, format)}` of the table; the default: the per-label score."
+        return {self.score_name: (self.label_scores.tolist(), '.4g')}
+
+    def table(self)->str:
+        "One line per label: the detector's columns and a flag."
+        cols = self._columns()
+        w = {h: max(len(h), 8) for h in cols}
+        rows = [f"{'label':>12} " + ' '.join(f"{h:>{w[h]}}" for h in cols) + " flag"]
+        for i, l in enumerate(self.labels):
+            rows.append(f"{self._name(l):>12} " + ' '.join(f"{format(v[i], f):>{w[h]}}" for h, (v, f) in cols.items())
+                        + (' <--' if l in self.flagged else ''))
+        return '\n'.join(rows)
+
+    def plot(self, ax=None):
+        "Bar chart of `label_scores`, flagged labels in red."
+        import matplotlib.pyplot as plt
+        if ax is None: _, ax = plt.subplots(figsize=(max(4, 0.3 * len(self.labels) + 2), 3))
+        ax.bar([str(l) for l in self.labels], torch.as_tensor(self.label_scores).tolist(),
+               color=['tab:red' if l in self.flagged else 'tab:blue' for l in self.labels])
+        ax.set_xlabel('label'); ax.set_ylabel(self.score_name); ax.set_title(f"{self.detector}: model score {self.model_score:.3g}")
+        return ax
+
+    def summary(self)->dict:
+        "The JSON summary `scan` reports per detector: verdict, flagged labels, model-level score, top label, seconds."
+        return {'backdoored': bool(self.backdoored), 'flagged': [int(l) for l in self.flagged], 'score': float(self.model_score),
+                'top': int(self.top), 'seconds': round(float(self.seconds), 3), 'interrupted': bool(getattr(self, 'interrupted', False)),
+                'budget_limited': self.budget_limited}
+
+    def save(self, path):
+        "Write `PATH.json` (fields) and `PATH.safetensors` (tensors); returns the JSON path."
+        import dataclasses, json
+        from pathlib import Path
+        from safetensors.torch import save_file
+        if not dataclasses.is_dataclass(self): raise TypeError(f"{type(self).__name__} is not a dataclass")
+        if type(self).__name__ not in _TYPES: raise TypeError(f"{type(self).__name__} is not registered (core.register_type)")
+        p = Path(path); p = p.with_suffix('') if p.suffix in ('.json', '.safetensors') else p
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {}
+        fields = {f.name: _enc(getattr(self, f.name), f.name, tensors) for f in dataclasses.fields(self)}
+        js = p.parent / (p.name + '.json')
+        js.write_text(json.dumps({'format': SCAN_FORMAT, 'kind': type(self).__name__, 'fields': fields}, allow_nan=False))
+        save_file(tensors, str(p.parent / (p.name + '.safetensors')))
+        return js
+
+    @classmethod
+    def load(cls, path)->'LabelScan':
+        "Read a result written by `save` (validated JSON + safetensors; never unpickles)."
+        import dataclasses, json
+        from pathlib import Path
+        from safetensors.torch import load_file
+        p = Path(path); p = p.with_suffix('') if p.suffix in ('.json', '.safetensors') else p
+        js, st = p.parent / (p.name + '.json'), p.parent / (p.name + '.safetensors')
+        for f in (js, st):
+            if not f.exists(): raise FileNotFoundError(f"path={str(path)!r}: {f} does not exist")
+        try: d = json.loads(js.read_text())
+        except json.JSONDecodeError as e: raise ValueError(f"path={str(path)!r}: {js} is not valid JSON ({e})") from None
+        if not isinstance(d, dict) or d.get('format') != SCAN_FORMAT or not isinstance(d.get('fields'), dict):
+            raise ValueError(f"path={str(path)!r}: {js} is not a scan result (expected an object with format {SCAN_FORMAT!r} and fields)")
+        kind = _TYPES.get(d.get('kind'))
+        if kind is None or not issubclass(kind, LabelScan): raise ValueError(f"path={str(path)!r}: unknown result kind {d.get('kind')!r}")
+        if cls is not LabelScan and not issubclass(kind, cls): raise ValueError(f"path={str(path)!r}: holds a {kind.__name__}, not a {cls.__name__}")
+        names = {f.name for f in dataclasses.fields(kind)}
+        if not set(d['fields']) <= names: raise ValueError(f"path={str(path)!r}: unexpected fields {sorted(set(d['fields']) - names)} for {kind.__name__}")
+        tensors = load_file(str(st))
+        return kind(**{k: _dec(v, tensors, str(js)) for k, v in d['fields'].items()})

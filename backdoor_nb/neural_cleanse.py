@@ -15,13 +15,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .core import (Trigger, get_device, check_images, check_label, eval_mode, frozen, batched_logits, show_images,
-                              mask_overlap, stack_triggers)
+                              mask_overlap, stack_triggers, LabelScan, register_type)
 
 # %% auto #0
 __all__ = ['NCConfig', 'anomaly_index', 'flag_outliers', 'ce_attack_loss', 'optimize_triggers', 'NCResult', 'neural_cleanse',
            'NCExplorer']
 
 # %% ../nbs/20_neural_cleanse.ipynb #37f0a271
+@register_type
 @dataclass
 class NCConfig:
     "Hyper-parameters of Neural Cleanse; defaults are the original implementation's."
@@ -42,8 +43,12 @@ class NCConfig:
     amp:bool=False # bfloat16 autocast for the model's forward pass
     channels_last:bool=False # run the model in channels-last memory format (faster CPU convolutions, notably with amp)
     seed:int=0
+    budget_s:Optional[float]=None # wall-clock cap in seconds: stop stepping when it is spent (the best triggers so far are kept)
 
     def __post_init__(self):
+        if self.budget_s is not None and not (isinstance(self.budget_s, (int, float)) and not isinstance(self.budget_s, bool)
+                                               and self.budget_s > 0):
+            raise ValueError(f"budget_s must be a number > 0 (or None), got {self.budget_s!r}")
         for k in ('lr', 'init_cost', 'cost_up', 'cost_down'):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
         for k in ('batch_size', 'samples_per_step', 'max_steps', 'patience'):
@@ -130,7 +135,7 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
     chunk = cfg.chunk or min(len(labels), 64)
     n_mb = max(1, (cfg.samples_per_step or N) // cfg.batch_size)  # mini-batches per step (drop-last epochs)
     states = {l: _LabelState(cfg.init_cost) for l in labels}
-    interrupted, t0 = False, time.time()
+    interrupted, budget_hit, t0 = False, False, time.time()
     fmt = torch.channels_last if cfg.channels_last else None
     if fmt is not None: model.to(memory_format=fmt)  # converted back below
     bar = tqdm(total=len(labels) * cfg.max_steps, desc='neural cleanse', disable=not progress, leave=False)
@@ -146,6 +151,8 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
                 for step in range(cfg.max_steps):
                     act = [i for i, l in enumerate(ls) if not states[l].done]
                     if not act: break
+                    if cfg.budget_s is not None and time.time() - t0 > cfg.budget_s and all(states[l].steps for l in labels[:c0 + chunk]):
+                        budget_hit = True; break
                     hits = torch.zeros(len(act), device=dev); l1s = torch.zeros(len(act), device=dev); seen = 0
                     tgt_lab = torch.tensor([ls[i] for i in act], device=dev)
                     cost = torch.tensor([states[ls[i]].cost for i in act], device=dev)
@@ -177,7 +184,7 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
     finally:
         bar.close()
         if fmt is not None: model.to(memory_format=torch.contiguous_format)
-    out = {'labels': labels, 'interrupted': interrupted, 'seconds': time.time() - t0}
+    out = {'labels': labels, 'interrupted': interrupted, 'budget_limited': budget_hit, 'seconds': time.time() - t0}
     rows = []
     for l in labels:
         s = states[l]
@@ -191,12 +198,23 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
     return out
 
 # %% ../nbs/20_neural_cleanse.ipynb #362a7c94
+@register_type
 @dataclass
-class NCResult:
+class NCResult(LabelScan):
     "Neural Cleanse scan result: per-label reversed triggers, norms, ASR, anomaly index and flags; plots itself."
     labels:list; l1:Tensor; masks:Tensor; patterns:Tensor; asr:Tensor; reached:Tensor
     anomaly:Tensor; flagged:list; steps:Tensor; seconds:float; interrupted:bool=False
     asr_heldout:Optional[Tensor]=None; classes:Optional[list]=None
+    config:Optional[NCConfig]=None # the hyper-parameters used
+    budget_limited:bool=False # True when `budget_s` stopped the optimization before every label had finished
+    detector = 'nc'; score_name = 'signed anomaly index'
+
+    @property
+    def label_scores(self)->Tensor:
+        "Anomaly index, positive for labels whose mask is smaller than the median (the suspicious side)."
+        return torch.where(self.l1 < self.l1.quantile(0.5), self.anomaly, -self.anomaly)
+    @property
+    def model_score(self)->float: return self.max_anomaly
 
     def trigger(self, label:int)->Trigger:
         "The reversed trigger of `label` as a `Trigger`."
@@ -204,26 +222,21 @@ class NCResult:
         return Trigger(self.masks[i], self.patterns[i], name=f"NC label {label}")
 
     @property
-    def backdoored(self)->bool: return len(self.flagged) > 0
-    @property
     def max_anomaly(self)->float:
         "The largest anomaly index among labels below the median (the model-level score)."
         low = self.l1 < self.l1.quantile(0.5)
         return self.anomaly[low].max().item() if low.any() else 0.
-
-    def _name(self, l): return f"{l}:{self.classes[l]}" if self.classes else str(l)
 
     def __repr__(self):
         fl = ', '.join(f"{self._name(l)} (index {self.anomaly[self.labels.index(l)]:.2f})" for l in self.flagged) or 'none'
         return (f"NCResult({len(self.labels)} labels, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''}): "
                 f"median L1 {self.l1.quantile(0.5):.2f}, flagged: {fl}")
 
-    def table(self)->str:
-        "One line per label: L1 norm, ASR, anomaly index, flag."
-        rows = [f"{'label':>12} {'L1':>8} {'ASR':>6} {'index':>6} flag"]
-        for i, l in enumerate(self.labels):
-            rows.append(f"{self._name(l):>12} {self.l1[i]:8.2f} {self.asr[i]:6.3f} {self.anomaly[i]:6.2f} {'<--' if l in self.flagged else ''}")
-        return '\n'.join(rows)
+    def _columns(self)->dict:
+        "Table columns: L1 norm, ASR on the support set (and held out), anomaly index."
+        cols = {'L1': (self.l1.tolist(), '.2f'), 'ASR': (self.asr.tolist(), '.3f')}
+        if self.asr_heldout is not None: cols['ASR held-out'] = (self.asr_heldout.tolist(), '.3f')
+        return {**cols, 'index': (self.anomaly.tolist(), '.2f')}
 
     def plot(self, ax=None, threshold:float=2.0):
         "Bar chart of the mask L1 norms with the median and the flag threshold; flagged labels in red."
@@ -293,7 +306,7 @@ def neural_cleanse(model:nn.Module, # any classifier mapping [0, 1] images to lo
     flags = flag_outliers(l1, threshold) if len(labels) >= 3 else torch.zeros(len(labels), dtype=torch.bool)
     return NCResult(labels, l1, masks, pats, asr, res['reached'], anomaly, [l for l, f in zip(labels, flags) if f],
                     res['steps'], res['seconds'], res['interrupted'], asr_on(x_heldout) if x_heldout is not None else None,
-                    list(classes) if classes is not None else None)
+                    list(classes) if classes is not None else None, cfg, res['budget_limited'])
 
 # %% ../nbs/20_neural_cleanse.ipynb #07ae0764
 class NCExplorer:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
+from .core import (LabelScan, register_type, Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
                               inference_copy,
                               batched_logits, attack_success_rate, show_images, strength_map,
                               check_positive, check_int, set_seed)
@@ -267,12 +267,29 @@ def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
     return res
 
 # %% ../nbs/40_smoothinv.ipynb #f27f7ce6
+@register_type
 @dataclass
-class TargetScan:
+class TargetScan(LabelScan):
     "SmoothInv toward every label from one image: the transfer ASR of each label's perturbation; plots itself."
     labels:list; asr:Tensor; perturbations:Tensor; x:Tensor; source:int; eps:float; sigma:float
     threshold:float; seconds:float; history:dict=field(default_factory=dict); classes:Optional[list]=None
     ladder:list=field(default_factory=list) # `(eps, asr per label, seconds)` of every budget scanned, the last one is this scan's
+    budget_limited:bool=False # True when `budget_s` stopped the budget ladder before it was decisive
+    detector = 'smoothinv'; score_name = 'transfer ASR'
+
+    @property
+    def label_scores(self)->Tensor: return self.asr
+    @property
+    def model_score(self)->float:
+        "Best minus second-best transfer ASR (`margin`): near 1 when one label alone transfers."
+        return self.margin
+    @property
+    def flagged(self)->list: return [self.target] if self.backdoored else []
+    @property
+    def top(self)->int: return self.target
+    def trigger(self, label:int)->Trigger:
+        "The perturbation synthesized toward `label`, as an additive `Trigger`."
+        return Trigger(delta=self.perturbations[self.labels.index(label)], name=f"smoothinv -> {label}")
 
     @property
     def target(self)->int:
@@ -289,8 +306,6 @@ class TargetScan:
         "Best minus second-best transfer ASR."
         a = self.asr.sort(descending=True).values
         return (a[0] - a[1]).item() if len(a) > 1 else a[0].item()
-
-    def _name(self, l): return f"{l}:{self.classes[l]}" if self.classes else str(l)
 
     def result(self, label:int)->InversionResult:
         "The perturbation synthesized toward `label`, as an `InversionResult`."
@@ -350,7 +365,9 @@ def identify_target(model:nn.Module, # the classifier to scan
                     fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
                     chunk:Optional[int]=None, # images per forward-backward pass (see `smooth_pgd`)
                     progress:bool=True, # a tqdm bar over the steps of each budget
-                    device=None)->TargetScan:
+                    device=None,
+                    budget_s:Optional[float]=None, # wall-clock cap: no further (halved) budget is started once it is spent
+                   )->TargetScan:
     "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
     dev = get_device(device)
     x = _one_image(x)
@@ -362,7 +379,8 @@ def identify_target(model:nn.Module, # the classifier to scan
     if not labels: raise ValueError("labels is empty")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
     check_int(shrink, 'shrink', lo=0)
-    t0, ladder = time.time(), []
+    if budget_s is not None: check_positive(budget_s, 'budget_s')
+    t0, ladder, limited = time.time(), [], False
     m = inference_copy(model.to(dev)) if fast else model  # one copy for every budget, and for the transfer ASR too
     if fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser.to(dev))
     for k in range(shrink + 1):
@@ -373,9 +391,10 @@ def identify_target(model:nn.Module, # the classifier to scan
         asr = torch.tensor([_transfer_asr(m, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
         ladder.append((eps, asr, time.time() - t1))
         if int((asr >= threshold).sum()) <= 1: break
+        if budget_s is not None and k < shrink and time.time() - t0 > budget_s: limited = True; break
     src = int(batched_logits(model, x[None], device=dev).argmax(1))
     return TargetScan(labels, asr, run['p'], x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,
-                      run['history'], list(classes) if classes is not None else None, ladder)
+                      run['history'], list(classes) if classes is not None else None, ladder, limited)
 
 # %% ../nbs/40_smoothinv.ipynb #1ef72498
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step

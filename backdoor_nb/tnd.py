@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .core import (Trigger, get_device, check_images, check_labels, check_label, eval_mode, frozen, batched_logits,
-                              show_images)
+                              show_images, LabelScan, register_type)
 from .neural_cleanse import NCConfig, anomaly_index, flag_outliers, optimize_triggers
 from .mitigation import Layer, resolve_layer, tap
 
@@ -24,8 +24,9 @@ __all__ = ['SIMILARITY_SPACES', 'TNDResult', 'DLTNDConfig', 'hinge_loss', 'per_i
            'DFTNDConfig', 'activation_ascent', 'df_tnd']
 
 # %% ../nbs/70_tnd.ipynb #d6816b8f
+@register_type
 @dataclass
-class TNDResult:
+class TNDResult(LabelScan):
     "A TND scan: per-label score, anomaly index and flags (the `NCResult` interface), plus what the detector recovered."
     method:str # 'DL-TND' or 'DF-TND'
     labels:list # the labels scanned
@@ -40,7 +41,13 @@ class TNDResult:
     classes:Optional[list]=None
 
     @property
-    def backdoored(self)->bool: return len(self.flagged) > 0
+    def detector(self)->str: return self.method.lower()
+    @property
+    def label_scores(self)->Tensor:
+        "Anomaly index, positive for labels above the median score (the suspicious side)."
+        return torch.where(self.score > self.score.quantile(0.5), self.anomaly, -self.anomaly)
+    @property
+    def model_score(self)->float: return self.max_anomaly
     @property
     def max_anomaly(self)->float:
         "The largest anomaly index among labels above the median score (the model-level score)."
@@ -52,19 +59,14 @@ class TNDResult:
         hi = self.score > self.score.quantile(0.5)
         return self.labels[int(torch.where(hi, self.anomaly, torch.full_like(self.anomaly, -1.)).argmax())]
 
-    def _name(self, l): return f"{l}:{self.classes[l]}" if self.classes else str(l)
-
     def __repr__(self):
         fl = ', '.join(f"{self._name(l)} (index {self.anomaly[self.labels.index(l)]:.2f})" for l in self.flagged) or 'none'
         return (f"TNDResult({self.method}, {len(self.labels)} labels, {self.seconds:.1f} s): "
                 f"median {self.score_name} {self.score.quantile(0.5):.3g}, flagged: {fl}")
 
-    def table(self)->str:
-        "One line per label: score, anomaly index, flag."
-        rows = [f"{'label':>12} {self.score_name:>22} {'index':>6} flag"]
-        for i, l in enumerate(self.labels):
-            rows.append(f"{self._name(l):>12} {self.score[i]:22.4g} {self.anomaly[i]:6.2f} {'<--' if l in self.flagged else ''}")
-        return '\n'.join(rows)
+    def _columns(self)->dict:
+        "Table columns: the detector's statistic and the anomaly index."
+        return {self.score_name: (self.score.tolist(), '.4g'), 'index': (self.anomaly.tolist(), '.2f')}
 
     def plot(self, ax=None):
         "Bar chart of the per-label score with the median and the flag cutoff; flagged labels in red."
@@ -113,6 +115,7 @@ def plot_per_image(self:TNDResult, label:int, # the label whose perturbations ar
     return show_images(imgs, titles, ncols=len(imgs), size=size, suptitle=f"DL-TND label {label}: masks and similarity")
 
 # %% ../nbs/70_tnd.ipynb #d4964e07
+@register_type
 @dataclass
 class DLTNDConfig:
     "Hyper-parameters of DL-TND; defaults follow the reference code where it has one."
@@ -233,6 +236,7 @@ def project_simplex(v:Tensor # a vector
     return (v - css[rho] / (rho + 1)).clamp_min(0)
 
 # %% ../nbs/70_tnd.ipynb #984e625e
+@register_type
 @dataclass
 class DFTNDConfig:
     "Hyper-parameters of DF-TND; defaults are the reference code's."
