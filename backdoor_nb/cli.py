@@ -17,14 +17,16 @@ __all__ = ['demo', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ae42382c
 _HEAD = (f"{'model':10} {'clean acc':>9} {'ASR':>7} {'train s':>8} {'NC max index':>13} {'flagged':>8} {'NC s':>6}"
-         f" {'SI target':>9} {'SI ASR':>7} {'SI s':>6}")
+         f" {'SI target':>9} {'SI ASR':>7} {'SI s':>6} {'verdict':>8} {'score':>6}")
 
-def _row(name, m, scan=None, si=None):
-    nc = (f" {scan.max_anomaly:>13.2f} {', '.join(map(str, scan.flagged)) or '-':>8} {scan.seconds:>6.1f}" if scan is not None
-          else f" {'-':>13} {'-':>8} {'-':>6}")
-    sm = (f" {si['target'] if si['backdoored'] else '-':>9} {si['transfer_asr']:>7.4f} {si['seconds']:>6.1f}" if si is not None
-          else f" {'-':>9} {'-':>7} {'-':>6}")
-    return f"{name:10} {m['clean_acc']:>9.4f} {m['asr']:>7.4f} {m.get('train_seconds', float('nan')):>8.1f}" + nc + sm
+def _row(name, m, rep=None):
+    "One line of the demo table; `rep` is the model's `ScanReport`."
+    if rep is None: return f"{name:10} {m['clean_acc']:>9.4f} {m['asr']:>7.4f} {m.get('train_seconds', float('nan')):>8.1f}" + f" {'-':>13} {'-':>8} {'-':>6} {'-':>9} {'-':>7} {'-':>6} {'-':>8} {'-':>6}"
+    nc, si, v = rep.results['nc'], rep.results['smoothinv'], rep.verdict
+    return (f"{name:10} {m['clean_acc']:>9.4f} {m['asr']:>7.4f} {m.get('train_seconds', float('nan')):>8.1f}"
+            f" {nc.max_anomaly:>13.2f} {', '.join(map(str, nc.flagged)) or '-':>8} {nc.seconds:>6.1f}"
+            f" {si.target if si.backdoored else '-':>9} {si.target_asr:>7.4f} {si.seconds:>6.1f}"
+            f" {v.target if v.backdoored else '-':>8} {v.score:>6.2f}")
 
 def demo(epochs:int=12, # training epochs per model
          seed:int=0, out:str|None=None, # folder for the checkpoints (a temporary one when None)
@@ -32,10 +34,9 @@ def demo(epochs:int=12, # training epochs per model
          n_clean:int=200, # clean training images for the repair (5 % of the training split)
          si_steps:int=400, # SmoothInv PGD steps (the paper's 400)
          device=None, quiet:bool=False, progress:bool=True)->dict:
-    "Train a clean and a BadNets model on the bundled digits, scan both with Neural Cleanse and SmoothInv, repair the flagged one."
+    "Train a clean and a BadNets model on the bundled digits, `scan` both (Neural Cleanse and SmoothInv), repair the flagged one."
     from backdoor_nb.data import load_data
-    from backdoor_nb.neural_cleanse import neural_cleanse
-    from backdoor_nb.smoothinv import smoothinv_demo_step
+    from backdoor_nb.scan import scan
     from backdoor_nb.mitigation import repair_demo_step
     say = (lambda *a: None) if quiet else print
     progress = progress and not quiet
@@ -48,30 +49,32 @@ def demo(epochs:int=12, # training epochs per model
     bd = zoo['badnets'].backdoor
     res = {'clean': {**zoo['clean'].metrics, **evaluate_backdoor(zoo['clean'].model, data.test.x, data.test.y, bd, device=device)},
            'badnets': dict(zoo['badnets'].metrics)}
-    support = data.test.take(n_support, seed=seed).x
-    say(f"Neural Cleanse on {n_support} clean test images per model ...")
-    scans = {k: neural_cleanse(zoo[k].model, support, device=device, progress=progress, seed=seed) for k in res}
-    say(f"SmoothInv from one clean test image per model (every label, N = 40, {si_steps} steps) ...")
-    sis = {k: smoothinv_demo_step(zoo[k].model, data.test.x, data.test.y, device=device, steps=si_steps, seed=seed, progress=progress)
-           for k in res}
+    say(f"scan: Neural Cleanse on {n_support} clean test images and SmoothInv from one clean test image "
+        f"(every label, N = 40, {si_steps} steps) per model ...")
+    reports = {k: scan(zoo[k].model, data.test, ['nc', 'smoothinv'], seed=seed, device=device, progress=progress, name=k,
+                       config={'nc': {'n_support': n_support}, 'smoothinv': {'steps': si_steps}}) for k in res}
     for k, m in res.items():
-        m.update(nc_flagged=scans[k].flagged, nc_max_anomaly=scans[k].max_anomaly, nc_seconds=scans[k].seconds, nc=scans[k],
-                 smoothinv={kk: v for kk, v in sis[k].items()})
-    rows = [_row(k, m, scans[k], sis[k]) for k, m in res.items()]
-    sc = scans['badnets']
-    if sc.flagged:  # repair with the reversed trigger of the most anomalous flagged label
-        label = max(sc.flagged, key=lambda l: sc.anomaly[sc.labels.index(l)].item())
+        nc, si = reports[k].results['nc'], reports[k].results['smoothinv']
+        m.update(nc_flagged=nc.flagged, nc_max_anomaly=nc.max_anomaly, nc_seconds=nc.seconds, nc=nc, report=reports[k],
+                 verdict=reports[k].to_dict()['verdict'],
+                 smoothinv={'target': si.target, 'transfer_asr': round(si.target_asr, 4), 'backdoored': si.backdoored,
+                            'seconds': round(si.seconds, 2)})
+    rows = [_row(k, m, reports[k]) for k, m in res.items()]
+    sc, v = reports['badnets'].results['nc'], reports['badnets'].verdict
+    if v.backdoored:  # repair with NC's reversed trigger of the verdict's target (unlearning stamps a mask and pattern)
+        label = v.target
         clean = data.train.take(n_clean, seed=seed)
         say(f"Repairing the BadNets model: NC unlearning with the reversed trigger of label {label}, {n_clean} clean training images ...")
         rep = repair_demo_step(zoo['badnets'].model, clean.x, clean.y, sc.trigger(label), data.test.x, data.test.y, bd, device=device)
         res['repaired'] = {'clean_acc': rep['clean_acc_after'], 'asr': rep['asr_after'], 'train_seconds': rep['seconds'],
                            'label': label, 'model': rep['model']}
         rows.append(_row('repaired', res['repaired']))
-    else: say("Neural Cleanse flagged no label of the BadNets model: nothing to repair.")
+    else: say("The scan did not flag the BadNets model: nothing to repair.")
     say('\n' + _HEAD); say('\n'.join(rows))
     say("\nASR: the BadNets trigger on test images not of label 0. NC flags a label when its reversed trigger is anomalously "
         "small (anomaly index > 2). SI: the label whose one-image SmoothInv perturbation transfers to 500 held-out images "
-        "(ASR >= 0.5; '-' when none does). 'repaired': the BadNets model after unlearning (train s = repair seconds).")
+        "(ASR >= 0.5; '-' when none does). verdict: the scan's combined target ('-': not backdoored) and score "
+        "(weighted vote of the detectors' flags). 'repaired': the BadNets model after unlearning (train s = repair seconds).")
     if out: say(f"checkpoints (safetensors + JSON ground truth) in {out}")
     return res
 
@@ -91,6 +94,29 @@ def _cmd_info(a):
                       'target': zm.backdoor.target if zm.backdoor else None, 'metrics': zm.metrics,
                       'classes': zm.meta.get('classes')}, indent=1))
 
+def _cmd_scan(a):
+    from backdoor_nb.data import load_data
+    from backdoor_nb.scan import load_scan_model, scan
+    kw = None
+    if a.arch_kwargs is not None:
+        try: kw = json.loads(a.arch_kwargs)
+        except json.JSONDecodeError as e: raise ValueError(f"--arch-kwargs is not valid JSON ({e})") from None
+        if not isinstance(kw, dict): raise ValueError(f"--arch-kwargs must be a JSON object, got {a.arch_kwargs!r}")
+    model, info = load_scan_model(a.weights, a.arch, kw)
+    src = a.data or info['data']
+    if src is None: raise ValueError("--data is needed: the weights name no data set (an npz file, an image folder, a torchvision name or 'digits')")
+    try: test = load_data(src).test
+    except FileNotFoundError as e: raise FileNotFoundError(f"--data {src!r}: {e}") from None
+    dets = a.detectors.split(',') if a.detectors else None
+    rep = scan(model, test, dets, seed=a.seed, device=a.device, progress=not a.quiet, budget_s=a.budget_s, name=info['name'])
+    if info.get('ground_truth') is not None: rep.model['ground_truth'] = info['ground_truth']
+    v = rep.verdict
+    print(f"{info['name']}: {'BACKDOORED, target ' + str(v.target) if v.backdoored else 'not backdoored'} (score {v.score:.2f}"
+          + (f", reversed trigger ASR {rep.trigger_asr:.3f}" if rep.trigger_asr is not None else '') + f", {rep.seconds:.1f} s)")
+    print(rep.table())
+    if a.json: rep.to_json(a.json); print(f"JSON summary: {a.json}", file=sys.stderr)
+    if a.report: rep.to_html(a.report, x=test.x[:4]); print(f"HTML report: {a.report}", file=sys.stderr)
+
 def parser()->argparse.ArgumentParser:
     "The `backdoor_nb` argument parser."
     p = argparse.ArgumentParser(prog='backdoor_nb', description='Attack, detect, invert and repair backdoors in image classifiers.')
@@ -105,12 +131,24 @@ def parser()->argparse.ArgumentParser:
     z.add_argument('--cache', default=None); z.add_argument('--retrain', action='store_true')
     i = sub.add_parser('info', help='print a checkpoint\'s ground truth and metrics'); i.set_defaults(func=_cmd_info)
     i.add_argument('path')
-    for s in (d, z): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
+    s = sub.add_parser('scan', help='scan a model for a backdoor: verdict, target, reversed trigger, report',
+                       description='Scan WEIGHTS (a backdoor_nb checkpoint, or a state_dict as .safetensors/.pt/.pth with --arch) '
+                                   'with the detectors and print the verdict; exit status 0 whatever the verdict, 2 for bad input.')
+    s.set_defaults(func=_cmd_scan)
+    s.add_argument('weights', help='checkpoint (.safetensors + .json sidecar) or a state_dict file (.safetensors, .pt, .pth)')
+    s.add_argument('--arch', default=None, help="architecture: 'path/to/file.py:callable' or 'package.module:callable' returning an nn.Module")
+    s.add_argument('--arch-kwargs', default=None, help='JSON object of keyword arguments for the --arch callable')
+    s.add_argument('--data', default=None, help="clean data: npz file, image folder, torchvision name or 'digits' (test split used)")
+    s.add_argument('--detectors', default=None, help='comma-separated detector names (default: nc,smoothinv where the data allows)')
+    s.add_argument('--report', default=None, help='write a self-contained HTML report here')
+    s.add_argument('--json', default=None, help='write the JSON summary here')
+    s.add_argument('--budget-s', type=float, default=None, help='wall-clock budget in seconds, split among the detectors')
+    for s in (d, z, s): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
     return p
 
 def main(argv=None):
     "Entry point of the `backdoor_nb` command."
     a = parser().parse_args(argv)
     try: a.func(a)
-    except (ValueError, FileNotFoundError, TypeError, KeyError) as e:
+    except (ValueError, OSError, TypeError, KeyError, ImportError) as e:
         print(f"backdoor_nb {a.cmd}: error: {e}", file=sys.stderr); sys.exit(2)
