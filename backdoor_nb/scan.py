@@ -523,6 +523,16 @@ def load_weights(model:nn.Module, sd:dict, path='weights')->nn.Module:
     model.load_state_dict(sd)
     return model.eval()
 
+def _zoo_source(ds):
+    "The clean data of a zoo data set: the shared real-data file when it is there (no download), else the zoo's source name."
+    from backdoor_nb.attacks import DATASETS
+    from backdoor_nb.data import shared_data
+    if ds not in DATASETS: return None
+    src = DATASETS[ds]['source']
+    if src == 'digits': return src
+    try: return str(shared_data(src))
+    except (FileNotFoundError, TypeError): return src
+
 def load_scan_model(weights, # a package checkpoint (.safetensors + .json sidecar), or a user's .safetensors / .pt / .pth
                     arch:Optional[str]=None, # `load_arch` spec; needed when the weights carry no architecture
                     arch_kwargs:Optional[dict]=None)->tuple:
@@ -540,11 +550,9 @@ def load_scan_model(weights, # a package checkpoint (.safetensors + .json sideca
             m = load_arch(arch, arch_kwargs) if arch else None
             model, ck = load_model(p, model=m, device='cpu')
             meta = ck.meta if isinstance(ck.meta, dict) else {}
-            from backdoor_nb.attacks import DATASETS
             ds = meta.get('dataset')
             bd = meta.get('backdoor')
-            info.update(name=meta.get('name') or p.stem, classes=ck.classes,
-                        data=DATASETS[ds]['source'] if ds in DATASETS else None,
+            info.update(name=meta.get('name') or p.stem, classes=ck.classes, data=_zoo_source(ds),
                         ground_truth={'backdoored': bd is not None, 'target': bd.get('target') if isinstance(bd, dict) else None}
                         if 'backdoor' in meta else None)
             return model.eval(), info

@@ -24,11 +24,12 @@ def train_outside(dataset, recipe, cache, epochs, seed=0):
     from backdoor_nb.attacks import RECIPES, DATASETS, PoisonedData, evaluate_backdoor
     from backdoor_nb.data import load_data
     from backdoor_nb.models import train
+    from backdoor_nb.scan import _zoo_source
     import outside_arch
     path = cache / f"outside-{dataset}-{recipe}-s{seed}-e{epochs}.pt"
     meta = path.with_suffix('.meta.json')
     if path.exists() and meta.exists(): return path, json.loads(meta.read_text())
-    data = load_data(DATASETS[dataset]['source'])
+    data = load_data(_zoo_source(dataset))
     shape, K = data.train.shape, data.n_classes
     bd = RECIPES[recipe].build(shape, K)
     with torch.random.fork_rng():
@@ -46,7 +47,9 @@ def train_outside(dataset, recipe, cache, epochs, seed=0):
 
 def zoo_model(dataset, recipe):
     from backdoor_nb.attacks import model_zoo
-    zm = model_zoo(dataset, [recipe], progress=False)[recipe]
+    from backdoor_nb.data import load_data
+    from backdoor_nb.scan import _zoo_source
+    zm = model_zoo(dataset, [recipe], data=load_data(_zoo_source(dataset)), progress=False)[recipe]
     return zm.path, {'backdoored': zm.backdoored, 'target': zm.backdoor.target if zm.backdoor else None,
                      'clean_acc': zm.metrics['clean_acc'], 'asr': zm.metrics.get('asr')}
 
@@ -88,12 +91,13 @@ def main():
     ap.add_argument('--browser', action='store_true', help='open every HTML report in headless Chromium')
     a = ap.parse_args()
     from backdoor_nb.attacks import DATASETS
+    from backdoor_nb.scan import _zoo_source
     out_dir = Path(a.out).parent / 'scan_reports'; out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for ds in a.datasets:
         jobs = [('zoo', r, *zoo_model(ds, r), None, None) for r in a.zoo]
         ep = a.epochs or DATASETS[ds]['epochs']
-        jobs += [('outside', r, *train_outside(ds, r, Path(a.cache), ep), str(HERE / 'outside_arch.py') + ':make', DATASETS[ds]['source'])
+        jobs += [('outside', r, *train_outside(ds, r, Path(a.cache), ep), str(HERE / 'outside_arch.py') + ':make', _zoo_source(ds))
                  for r in a.outside]
         for kind, recipe, path, gt, arch, data in jobs:
             extra = ['--arch-kwargs', json.dumps({'channels': 3 if ds in ('cifar10', 'gtsrb') else 1,
