@@ -20,11 +20,11 @@ from .core import (LabelScan, register_type, Trigger, InversionResult, get_devic
                               check_positive, check_int, set_seed)
 
 # %% auto #0
-__all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SNAPSHOTS', 'NC_SINGLE', 'scale_eps', 'default_eps',
-           'smoothed_log_probs', 'smoothed_predict', 'smooth_pgd', 'smoothinv', 'plainadv', 'smoothinv_sweep',
-           'TargetScan', 'identify_target', 'nc_single_image', 'DnCNN', 'denoise_loss', 'train_denoiser',
-           'pretrained_denoiser', 'SanityTable', 'smoothing_sanity', 'show_progression', 'show_pairs', 'zoom_window',
-           'show_zoom', 'SmoothInvExplorer', 'smoothinv_demo_step']
+__all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SNAPSHOTS', 'SCHEDULES', 'NC_SINGLE', 'scale_eps',
+           'default_eps', 'smoothed_log_probs', 'smoothed_predict', 'smooth_pgd', 'smoothinv', 'plainadv',
+           'smoothinv_sweep', 'TargetScan', 'Schedule', 'identify_target', 'nc_single_image', 'DnCNN', 'denoise_loss',
+           'train_denoiser', 'pretrained_denoiser', 'SanityTable', 'smoothing_sanity', 'show_progression', 'show_pairs',
+           'zoom_window', 'show_zoom', 'SmoothInvExplorer', 'smoothinv_demo_step']
 
 # %% ../nbs/40_smoothinv.ipynb #711ed3ed
 PAPER_SIGMAS = (0.12, 0.25, 0.5, 1.0) # noise levels of the paper's sweep
@@ -123,7 +123,9 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
                fast:bool=True, # run `core.inference_copy`s of the model and denoiser (the same function, faster)
                chunk:Optional[int]=None, # images per forward-backward pass (whole rows); default 128 on CPUs, all on GPUs
                progress=False, # a tqdm bar over the steps (a str: the bar's label)
-               device=None)->dict:
+               device=None,
+               start:Optional[Tensor]=None, # perturbation to start from, one per row `(B, C, H, W)` (default zeros): continues a run
+              )->dict:
     "Batched PGD on `-log G(x+p)_target` in the L2 ball of radius `eps`; one row per (image, target, eps, sigma)."
     dev = get_device(device)
     x = x.to(dev)
@@ -146,7 +148,13 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
         model = inference_copy(model)
         if isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser)
     g = torch.Generator(dev).manual_seed(seed)
-    p = torch.zeros_like(x)
+    if start is None: p = torch.zeros_like(x)
+    else:
+        if not isinstance(start, Tensor) or tuple(start.shape) != tuple(x.shape):
+            raise ValueError(f"start must be a tensor of shape {tuple(x.shape)} (one perturbation per row), got "
+                             f"{tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__}")
+        if not torch.isfinite(start).all(): raise ValueError("start has NaN or infinite values")
+        p = start.detach().to(dev, torch.float32).clone()
     hist = {k: torch.zeros(steps, B) for k in ('loss', 'prob', 'norm')}
     snap_at = sorted({int(k) for k in snapshots if 0 <= int(k) <= steps})
     snaps = []
@@ -274,7 +282,10 @@ class TargetScan(LabelScan):
     labels:list; asr:Tensor; perturbations:Tensor; x:Tensor; source:int; eps:float; sigma:float
     threshold:float; seconds:float; history:dict=field(default_factory=dict); classes:Optional[list]=None
     ladder:list=field(default_factory=list) # `(eps, asr per label, seconds)` of every budget scanned, the last one is this scan's
-    budget_limited:bool=False # True when `budget_s` stopped the budget ladder before it was decisive
+    budget_limited:bool=False # True when `budget_s` stopped the scan before it was decisive
+    schedule:str='paper' # the `Schedule` the PGD steps were spent under (a key of `SCHEDULES`, or its repr)
+    rounds:list=field(default_factory=list) # per round: eps, labels still open, steps, noise copies, their ASR, images measured on
+    work:int=0 # image-gradients spent: sum over rounds of labels x steps x noise copies
     detector = 'smoothinv'; score_name = 'transfer ASR'
 
     @property
@@ -319,14 +330,17 @@ class TargetScan(LabelScan):
         return (f"TargetScan({len(self.labels)} labels, {self.seconds:.1f} s): target {self._name(self.target)}, transfer ASR "
                 f"{self.target_asr:.3f} (next best {self.target_asr - self.margin:.3f}); "
                 f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}, eps {self.eps:.2f}"
-                + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, *_ in self.ladder)})" if len(self.ladder) > 1 else ''))
+                + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, *_ in self.ladder)})" if len(self.ladder) > 1 else '')
+                + (f"; schedule {self.schedule}, {self.work / 1e3:.0f}k image-gradients" if self.work else '')
+                + (' [budget-limited]' if self.budget_limited else ''))
 
     def table(self)->str:
         "One line per label: transfer ASR and the final smoothed probability of the label."
         rows = [f"{'label':>12} {'ASR':>6} {'G_t':>6}"]
         pr = self.history.get('prob')
         for i, l in enumerate(self.labels):
-            g = f"{pr[-1, i]:6.3f}" if pr is not None and len(pr) else ''
+            h = pr[:, i][~pr[:, i].isnan()] if pr is not None and len(pr) else []
+            g = f"{h[-1]:6.3f}" if len(h) else ''  # a label a schedule stopped early: its last step
             rows.append(f"{self._name(l):>12} {self.asr[i]:6.3f} {g}{' <-- target' if l == self.target else ''}"
                         f"{' (source)' if l == self.source else ''}")
         return '\n'.join(rows)
@@ -349,26 +363,72 @@ class TargetScan(LabelScan):
         return show_images(torch.cat([self.x[None], xs]), ['start'] + [f"-> {l}: {a:.2f}" for l, a in zip(self.labels, self.asr.tolist())],
                            ncols=len(xs) + 1, size=size)
 
+# %% ../nbs/40_smoothinv.ipynb #1e01515a
+@dataclass(frozen=True)
+class Schedule:
+    "How `identify_target` spends its PGD steps over labels: rounds of successive halving, early decisions."
+    rounds:tuple # `(fraction of steps, fraction of n_noise)` per round; the step fractions sum to 1
+    keep:float=1/3 # fraction of the still-open labels that continues after each round (at least `min_keep`)
+    min_keep:int=2 # labels kept at least: the best and the runner-up, whose ASRs make the verdict
+    probe:int=100 # held-out images the transfer of an open label is measured on between rounds
+    hi:float=0.25 # "far above": probe ASR >= threshold + hi; two such labels end the budget (it is too large)
+    lo:float=0.4 # "far below": probe ASR < threshold * lo; such a label is never kept for its rank alone
+    early:bool=True # stop a budget as soon as it is decided (one label far above, every other far below)
+    decide_after:int=2 # rounds run before an early decision (one label, or none, far from the threshold) is taken
+
+    def __post_init__(self):
+        if not self.rounds: raise ValueError("Schedule.rounds is empty")
+        for r in self.rounds:
+            if len(r) != 2 or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in r):
+                raise ValueError(f"Schedule.rounds: each round is (steps fraction, noise fraction) in (0, 1], got {r!r}")
+        if abs(sum(r[0] for r in self.rounds) - 1) > 1e-6: raise ValueError(f"Schedule.rounds: step fractions must sum to 1, got {self.rounds}")
+        if not 0 < self.keep <= 1: raise ValueError(f"Schedule.keep must be in (0, 1], got {self.keep!r}")
+        check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
+        check_int(self.decide_after, 'Schedule.decide_after', lo=1)
+        for n in ('hi', 'lo'):
+            if not 0 <= getattr(self, n) <= 1: raise ValueError(f"Schedule.{n} must be in [0, 1], got {getattr(self, n)!r}")
+
+SCHEDULES = {
+    'paper': Schedule(rounds=((1., 1.),), keep=1., early=False), # every label, N copies, all steps: the reference
+    'halving': Schedule(rounds=((1/8, 1/4), (1/4, 1/2), (5/8, 1.))), # 50 / 100 / 250 steps at N/4, N/2, N (the default)
+}
+
 # %% ../nbs/40_smoothinv.ipynb #9b8e184f
+def _open_after(sch, asr, open_, threshold, r):
+    "Labels (indices) that continue after a round, and the budget's decision so far ('' while undecided)."
+    a = asr[open_]
+    n_hi = int((a >= min(1., threshold + sch.hi)).sum())
+    if n_hi >= 2: return open_, 'too large'  # two labels transfer far above the threshold: no single target at this budget
+    lo = threshold * sch.lo
+    early = sch.early and r + 1 >= sch.decide_after  # a label's early ASR says little about its last
+    if early and n_hi == 1 and int((a >= lo).sum()) == 1: return open_[a.argmax()][None], 'one label'
+    if early and len(a) and a.max() < lo / 4: return open_[:0], 'none'
+    order = a.argsort(descending=True)
+    n = max(sch.min_keep, math.ceil(sch.keep * len(open_)))
+    keep = [int(j) for r, j in enumerate(order) if r < n or a[j] >= lo]
+    return open_[sorted(keep)], ''
+
 def identify_target(model:nn.Module, # the classifier to scan
                     x:Tensor, # one clean image `(C, H, W)`
                     x_heldout:Tensor, y_heldout:Tensor, # clean images (and labels) to measure transfer on
                     eps:Optional[float]=None, # first L2 budget; default `default_eps(x.shape)[0]` (the paper's 5, scaled)
                     sigma:float=0.12, # noise level: the smallest of the paper's grid (see "The noise level" above)
-                    n_noise:int=40, steps:int=400,
+                    n_noise:int=40, steps:int=400, # the paper's N and PGD steps (a schedule spends them over rounds)
                     shrink:int=3, # times the budget is halved while more than one label transfers (0: one fixed budget)
                     labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
                     denoiser:Optional[Callable]=None,
                     threshold:float=0.5, # transfer ASR from which the model is called backdoored
                     classes:Optional[Sequence[str]]=None, # class names for display
-                    seed:int=0, amp:bool=False,
+                    seed:int=0,
+                    amp:bool=True, # bfloat16 autocast for the PGD's forward passes (the verdicts hold: see the benchmark)
                     fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
                     chunk:Optional[int]=None, # images per forward-backward pass (see `smooth_pgd`)
-                    progress:bool=True, # a tqdm bar over the steps of each budget
+                    progress:bool=True, # a tqdm bar over the steps of each round
                     device=None,
-                    budget_s:Optional[float]=None, # wall-clock cap: no further (halved) budget is started once it is spent
+                    budget_s:Optional[float]=None, # wall-clock cap: past it no round starts; the verdict so far is kept, marked
+                    schedule='halving', # a `Schedule` or a key of `SCHEDULES` ('paper': every label, all steps)
                    )->TargetScan:
-    "Synthesize a perturbation toward every label from the single image `x` (one batch) and rank labels by transfer ASR."
+    "Synthesize a perturbation toward every label from the single image `x` and rank labels by transfer ASR, under `schedule`."
     dev = get_device(device)
     x = _one_image(x)
     if eps is None: eps = default_eps(tuple(x.shape))[0]
@@ -377,24 +437,62 @@ def identify_target(model:nn.Module, # the classifier to scan
     if ho is None: raise ValueError("identify_target needs x_heldout and y_heldout to measure transfer")
     labels = list(range(K)) if labels is None else [check_label(l, K, 'labels') for l in labels]
     if not labels: raise ValueError("labels is empty")
+    if len(set(labels)) != len(labels): raise ValueError(f"labels has duplicates: {labels}")
     if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
     check_int(shrink, 'shrink', lo=0)
     if budget_s is not None: check_positive(budget_s, 'budget_s')
-    t0, ladder, limited = time.time(), [], False
+    if isinstance(schedule, str):
+        if schedule not in SCHEDULES: raise ValueError(f"schedule={schedule!r} is not a schedule (known: {', '.join(SCHEDULES)})")
+        schedule = SCHEDULES[schedule]
+    if not isinstance(schedule, Schedule): raise TypeError(f"schedule must be a Schedule or a name, got {type(schedule).__name__}")
+    t0, ladder, rounds, limited, work = time.time(), [], [], False, 0
     m = inference_copy(model.to(dev)) if fast else model  # one copy for every budget, and for the transfer ASR too
     if fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser.to(dev))
+    L = len(labels)
+    asr, p = torch.full((L,), float('nan')), torch.zeros(L, *x.shape)
+    hist = {k: torch.full((steps, L), float('nan')) for k in ('loss', 'prob', 'norm')}
+    probe = (ho[0][:schedule.probe], ho[1][:schedule.probe])
+    todo = torch.arange(L)  # labels scanned at this budget: all at first, then those that transferred at the previous one
     for k in range(shrink + 1):
         if k: eps = eps / 2
-        t1 = time.time()
-        run = smooth_pgd(m, x, labels, eps, sigma, n_noise, steps, None, denoiser, seed, amp, (), False, chunk,
-                         progress=progress and f'scan: {len(labels)} labels at eps {eps:.3g}', device=dev)
-        asr = torch.tensor([_transfer_asr(m, ho, run['p'][j], l, dev) for j, l in enumerate(labels)])
-        ladder.append((eps, asr, time.time() - t1))
-        if int((asr >= threshold).sum()) <= 1: break
+        t1, open_, done, decision = time.time(), todo, 0, ''
+        pk, ak = torch.zeros(L, *x.shape), torch.full((L,), float('nan'))
+        for r, (fs, fn) in enumerate(schedule.rounds):
+            n_steps = steps - done if r == len(schedule.rounds) - 1 else round(fs * steps)
+            n_r = max(1, round(fn * n_noise))
+            if n_steps <= 0: continue
+            run = smooth_pgd(m, x, [labels[j] for j in open_], eps, sigma, n_r, n_steps, None, denoiser, seed + r, amp, (), False,
+                             chunk, progress=progress and f'scan: {len(open_)} labels at eps {eps:.3g}, round {r + 1}', device=dev,
+                             start=pk[open_])
+            pk[open_] = run['p']; work += len(open_) * n_steps * n_r
+            for key, h in run['history'].items(): hist[key][done:done + n_steps, open_] = h
+            done += n_steps
+            last = r == len(schedule.rounds) - 1
+            on = ho if last else probe
+            for j in open_.tolist(): ak[j] = _transfer_asr(m, on, pk[j], labels[j], dev)
+            rounds.append({'eps': eps, 'round': r, 'labels': [labels[j] for j in open_], 'steps': n_steps, 'n_noise': n_r,
+                           'asr': ak[open_].tolist(), 'on': len(on[0])})
+            if last: break
+            if budget_s is not None and time.time() - t0 > budget_s: limited = True; break
+            nxt, decision = _open_after(schedule, ak, open_, threshold, r)
+            if decision:
+                if decision == 'one label':  # measure the decided label on every held-out image, as at the end
+                    j = int(nxt[0]); ak[j] = _transfer_asr(m, ho, pk[j], labels[j], dev)
+                    rounds.append({'eps': eps, 'round': r, 'labels': [labels[j]], 'steps': 0, 'n_noise': 0, 'asr': [ak[j].item()],
+                                   'on': len(ho[0])})
+                open_ = nxt; break
+            open_ = nxt
+        scanned = ~ak.isnan()
+        asr[scanned], p[scanned] = ak[scanned], pk[scanned]
+        ladder.append((eps, ak, time.time() - t1))
+        hit = todo[(ak[todo] >= threshold)]
+        if limited or len(hit) <= 1: break
         if budget_s is not None and k < shrink and time.time() - t0 > budget_s: limited = True; break
+        todo = hit  # a label that did not transfer at this budget does not at half of it: rescan only those that did
     src = int(batched_logits(model, x[None], device=dev).argmax(1))
-    return TargetScan(labels, asr, run['p'], x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,
-                      run['history'], list(classes) if classes is not None else None, ladder, limited)
+    return TargetScan(labels, asr, p, x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,
+                      hist, list(classes) if classes is not None else None, ladder, limited,
+                      next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work)
 
 # %% ../nbs/40_smoothinv.ipynb #1ef72498
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step
