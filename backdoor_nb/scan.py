@@ -158,7 +158,7 @@ def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, prog
                           seed=seed, budget_s=budget_s, **config)
 
 @register_detector('smoothinv', needs='one clean start image and 500 labelled held-out images to measure transfer',
-                   missing=_need(2, labels=True), cost=1.5, weight=2.)
+                   missing=_need(2, labels=True), cost=0.25, weight=2.)
 def smoothinv_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True,
                        budget_s:Optional[float]=None,
                        n_heldout:int=500, # labelled images after the start image, to measure transfer

@@ -57,7 +57,7 @@ def main():
         outside = a.outside if a.outside is not None else (['clean', 'badnets'] if ds == 'mnist' else [])
         for name, model, gt in models(ds, a.names, outside, Path(a.cache)):
             truth = gt['target'] if gt['backdoored'] else None
-            row = {'dataset': ds, 'model': name, 'truth': truth, 'labels': data.n_classes}
+            row = {'dataset': ds, 'model': name, 'truth': truth, 'labels': len(data.classes)}
             runs = [('halving', {})] + ([('paper', {'schedule': 'paper', 'amp': a.reference_amp})] if a.reference else [])
             for key, kw in runs:
                 t0 = time.time()
