@@ -375,6 +375,7 @@ class Schedule:
     lo:float=0.4 # "far below": probe ASR < threshold * lo; such a label is never kept for its rank alone
     early:bool=True # stop a budget as soon as it is decided (one label far above, every other far below)
     decide_after:int=2 # rounds run before an early decision (one label, or none, far from the threshold) is taken
+    min_steps:int=10 # a round shorter than this is skipped (its steps go to the next): few steps say little about a label
 
     def __post_init__(self):
         if not self.rounds: raise ValueError("Schedule.rounds is empty")
@@ -384,7 +385,7 @@ class Schedule:
         if abs(sum(r[0] for r in self.rounds) - 1) > 1e-6: raise ValueError(f"Schedule.rounds: step fractions must sum to 1, got {self.rounds}")
         if not 0 < self.keep <= 1: raise ValueError(f"Schedule.keep must be in (0, 1], got {self.keep!r}")
         check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
-        check_int(self.decide_after, 'Schedule.decide_after', lo=1)
+        check_int(self.decide_after, 'Schedule.decide_after', lo=1); check_int(self.min_steps, 'Schedule.min_steps', lo=1)
         for n in ('hi', 'lo'):
             if not 0 <= getattr(self, n) <= 1: raise ValueError(f"Schedule.{n} must be in [0, 1], got {getattr(self, n)!r}")
 
@@ -460,7 +461,7 @@ def identify_target(model:nn.Module, # the classifier to scan
         for r, (fs, fn) in enumerate(schedule.rounds):
             n_steps = steps - done if r == len(schedule.rounds) - 1 else round(fs * steps)
             n_r = max(1, round(fn * n_noise))
-            if n_steps <= 0: continue
+            if n_steps <= 0 or (n_steps < schedule.min_steps and r < len(schedule.rounds) - 1): continue
             run = smooth_pgd(m, x, [labels[j] for j in open_], eps, sigma, n_r, n_steps, None, denoiser, seed + r, amp, (), False,
                              chunk, progress=progress and f'scan: {len(open_)} labels at eps {eps:.3g}, round {r + 1}', device=dev,
                              start=pk[open_])
