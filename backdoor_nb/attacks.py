@@ -259,9 +259,9 @@ def evaluate_backdoor(model:nn.Module, x:Tensor, y:Tensor, backdoor:Optional[Bac
     if not el.any(): raise ValueError("no eligible images for this backdoor in x")
     trig = backdoor.placed(len(x), seed)
     sel = lambda keep: trig[keep] if trig.batched else trig
-    res['asr'] = attack_success_rate(model, x[el], y[el], sel(el), mp(y[el]), batch_size, device)
+    res['asr'] = attack_success_rate(model, x[el], y[el], trigger=sel(el), target=mp(y[el]), batch_size=batch_size, device=device)
     if isinstance(mp, SourceSpecific):
-        res['asr_per_source'] = {s: attack_success_rate(model, x[y == s], y[y == s], sel(y == s), mp.target, batch_size, device) for s in mp.sources}
+        res['asr_per_source'] = {s: attack_success_rate(model, x[y == s], y[y == s], trigger=sel(y == s), target=mp.target, batch_size=batch_size, device=device) for s in mp.sources}
         other = ~el & (y != mp.target)
         if other.any():
             pred = batched_logits(model, x[other], sel(other), batch_size, device).argmax(1)

@@ -16,10 +16,12 @@ import torch
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['SCAN_FORMAT', 'get_device', 'set_seed', 'check_images', 'check_labels', 'check_label', 'check_positive', 'check_int',
-           'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy', 'batched_logits',
-           'predict', 'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images',
-           'strength_map', 'mask_overlap', 'InversionResult', 'register_type', 'LabelScan']
+__all__ = ['FLOAT_DTYPES', 'EXCLUDE', 'SCAN_FORMAT', 'get_device', 'BadInput', 'check_images', 'check_labels', 'check_label',
+           'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'set_seed',
+           'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy', 'model_device',
+           'model_on', 'batched_logits', 'predict', 'check_model', 'accuracy', 'resolve_targets', 'attack_success_rate',
+           'evaluate', 'auroc', 'show_images', 'strength_map', 'mask_overlap', 'InversionResult', 'register_type',
+           'LabelScan']
 
 # %% ../nbs/00_core.ipynb #cdabbcfe
 def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when available, else CPU
@@ -28,22 +30,21 @@ def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when
     if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(device)
 
-# %% ../nbs/00_core.ipynb #1160aa02
-def set_seed(seed:int # seeds Python's `random`, NumPy and torch (CPU and CUDA)
-            )->torch.Generator:
-    "Seed every random number generator in play and return a fresh `torch.Generator` seeded with `seed`."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool): raise TypeError(f"seed must be an int, got {seed!r}")
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    return torch.Generator().manual_seed(int(seed))
-
 # %% ../nbs/00_core.ipynb #bf25a68a
+class BadInput(ValueError, TypeError):
+    "A bad argument: raised as both a `ValueError` and a `TypeError`, so either `except` catches it."
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16) # image dtypes every method accepts
+
 def check_images(x:Tensor, # images, expected `(N, C, H, W)` float in [0, 1]
                  name:str='x', # argument name used in error messages
                  ndim:int=4, # expected number of dimensions (3 for a single image)
                 )->Tensor:
-    "Validate a batch of images in pixel space: a floating tensor with `ndim` dims, finite, values in [0, 1]."
-    if not isinstance(x, Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor in [0, 1], got dtype {x.dtype} (convert uint8 images with x.float()/255)")
+    "Validate a batch of images in pixel space: float32/16/bf16 with `ndim` dims, finite, values in [0, 1]."
+    if not isinstance(x, Tensor): raise BadInput(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point(): raise BadInput(f"{name} must be a floating tensor in [0, 1], got dtype {x.dtype} (convert uint8 images with x.float()/255)")
+    if x.dtype not in FLOAT_DTYPES:
+        raise BadInput(f"{name} has dtype {x.dtype}; models and triggers here run in float32 (or float16/bfloat16): convert with {name}.float()")
     if x.ndim != ndim:
         want = '(N, C, H, W)' if ndim == 4 else '(C, H, W)'
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
@@ -59,14 +60,14 @@ def check_labels(y:Tensor, # integer labels, shape `(N,)`
                  name:str='y', # argument name used in error messages
                  n:Optional[int]=None, # when given, the expected number of labels
                 )->Tensor:
-    "Validate integer class labels: 1-D, integer dtype, within range."
-    if not isinstance(y, Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    "Validate integer class labels: 1-D, integer dtype (any width), within range; returns them as `int64`."
+    if not isinstance(y, Tensor): raise BadInput(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.ndim != 1: raise ValueError(f"{name} must be 1-D, got shape {tuple(y.shape)}")
-    if y.is_floating_point() or y.dtype == torch.bool: raise TypeError(f"{name} must be an integer tensor, got {y.dtype}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool: raise BadInput(f"{name} must be an integer tensor, got {y.dtype}")
     if n is not None and len(y) != n: raise ValueError(f"{name} has {len(y)} labels for {n} images")
     if n_classes is not None and len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"{name} must be in [0, {n_classes}), got values in [{y.min().item()}, {y.max().item()}]")
-    return y
+    return y.long()
 
 # %% ../nbs/00_core.ipynb #70e0330f
 def check_label(label:int, # a single class index
@@ -75,27 +76,83 @@ def check_label(label:int, # a single class index
                )->int:
     "Validate a single class index in `[0, n_classes)`."
     if isinstance(label, Tensor) and label.numel() == 1: label = label.item()
-    if not isinstance(label, (int, np.integer)) or isinstance(label, bool): raise TypeError(f"{name} must be an int class index, got {label!r}")
+    if not isinstance(label, (int, np.integer)) or isinstance(label, bool): raise BadInput(f"{name} must be an int class index, got {label!r}")
     if not 0 <= label < n_classes: raise ValueError(f"{name}={label} is out of range for {n_classes} classes")
     return int(label)
 
 # %% ../nbs/00_core.ipynb #11133c7d
+def _scalar(v):
+    "A Python number from a Python, NumPy or one-element torch scalar; `None` for anything else (bools included)."
+    if isinstance(v, (bool, np.bool_)): return None
+    if isinstance(v, Tensor):
+        if v.numel() != 1 or v.dtype == torch.bool or v.is_complex(): return None
+        return v.item()
+    if isinstance(v, (int, np.integer)): return int(v)
+    if isinstance(v, (float, np.floating)): return float(v)
+    return None
+
+def _interval(lo, hi, lo_open, hi_open)->str:
+    if lo is not None and hi is not None: return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None: return f"{'>' if lo_open else '>='} {lo}"
+    if hi is not None: return f"{'<' if hi_open else '<='} {hi}"
+    return 'a finite number'
+
+def check_real(v, # a hyper-parameter value: a Python, NumPy or one-element torch number (not a bool)
+               name:str, # argument name used in error messages
+               lo:Optional[float]=None, hi:Optional[float]=None, # bounds (None: unbounded)
+               lo_open:bool=False, hi_open:bool=False, # exclude the bound itself
+              )->float:
+    "Validate a finite real number within bounds; returns it as a Python float."
+    want = _interval(lo, hi, lo_open, hi_open)
+    f = _scalar(v)
+    if f is None: raise BadInput(f"{name} must be a number {want}, got {v!r} ({type(v).__name__})")
+    f = float(f)
+    if not math.isfinite(f): raise ValueError(f"{name} must be {want} (a finite number), got {f!r}")
+    if (lo is not None and (f <= lo if lo_open else f < lo)) or (hi is not None and (f >= hi if hi_open else f > hi)):
+        raise ValueError(f"{name} must be {want}, got {v!r}")
+    return f
+
 def check_positive(v, # a hyper-parameter value
                    name:str, # argument name used in error messages
                    strict:bool=True, # `True`: v > 0; `False`: v >= 0
                   )->float:
     "Validate a finite real number `> 0` (or `>= 0` when not `strict`); returns it as a float."
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not (v > 0 if strict else v >= 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {v!r}")
-    return float(v)
+    return check_real(v, name, lo=0, lo_open=strict)
 
-def check_int(v, # a hyper-parameter value
+def check_int(v, # a hyper-parameter value: a Python, NumPy or one-element torch integer (not a bool)
               name:str, # argument name used in error messages
-              lo:int=1, # smallest allowed value
+              lo:Optional[int]=1, # smallest allowed value (None: no bound)
+              hi:Optional[int]=None, # largest allowed value (None: no bound)
              )->int:
-    "Validate an `int` (not a bool) `>= lo`."
-    if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo): raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    "Validate an integer (not a bool, not a float) in `[lo, hi]`; returns it as a Python int."
+    want = _interval(lo, hi, False, False)
+    f = _scalar(v)
+    if not isinstance(f, int) or (isinstance(v, Tensor) and v.is_floating_point()):
+        raise BadInput(f"{name} must be an int {want}, got {v!r} ({type(v).__name__})")
+    if (lo is not None and f < lo) or (hi is not None and f > hi): raise ValueError(f"{name} must be an int {want}, got {v!r}")
+    return f
+
+def check_seed(seed)->int:
+    "A seed: an int >= 0."
+    return check_int(seed, 'seed', lo=0)
+
+def check_bool(v, name:str)->bool:
+    "A flag: `True` or `False` (not 0/1, not None)."
+    if not isinstance(v, (bool, np.bool_)): raise BadInput(f"{name} must be True or False, got {v!r} ({type(v).__name__})")
+    return bool(v)
+
+def check_choice(v, name:str, choices)->str:
+    "One of `choices` (a registry's keys), or an error listing them."
+    if not isinstance(v, str) or v not in choices: raise ValueError(f"{name}={v!r} is not one of: {', '.join(map(str, choices))}")
     return v
+
+# %% ../nbs/00_core.ipynb #1160aa02
+def set_seed(seed:int # seeds Python's `random`, NumPy and torch (CPU and CUDA)
+            )->torch.Generator:
+    "For scripts and notebooks only: seed every global RNG and return a fresh `torch.Generator` seeded with `seed` (library code never calls it)."
+    seed = check_seed(seed)
+    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #b0af3a7e
 def _check_part(t, name, lo, hi):
@@ -247,11 +304,12 @@ def as_sampler(triggers)->Callable:
 # %% ../nbs/00_core.ipynb #e85fdb9f
 @contextmanager
 def eval_mode(model:nn.Module):
-    "Context manager: put `model` in eval mode, restore its training flag afterwards."
-    was = model.training
+    "Context manager: put `model` in eval mode, and restore the training flag of each of its modules afterwards."
+    was = [(m, m.training) for m in model.modules()]  # per module: a model may mix modes (e.g. a frozen BN in eval)
     model.eval()
     try: yield model
-    finally: model.train(was)
+    finally:
+        for m, w in was: m.training = w
 
 @contextmanager
 def frozen(*modules:nn.Module # modules whose parameters get no gradients inside the block (`None` entries are skipped)
@@ -307,6 +365,22 @@ def inference_copy(model:nn.Module # the model to copy; it is left as it is
 def _batches(n, bs):
     for i in range(0, n, bs): yield slice(i, min(i + bs, n))
 
+def model_device(model:nn.Module)->torch.device:
+    "Where `model`'s parameters (or buffers) live; CPU for a model with neither."
+    t = next(model.parameters(), None)
+    if t is None: t = next(model.buffers(), None)
+    return torch.device('cpu') if t is None else t.device
+
+def model_on(model:nn.Module, # the caller's model: never moved
+             device, # where it must run (`None`: CUDA when available)
+            )->nn.Module:
+    "`model` itself when it lives on `device`, otherwise a copy moved there: the caller's model keeps its device."
+    import copy
+    dev = get_device(device)
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == dev.type and (dev.index is None or t.device.index == dev.index) for t in tensors): return model
+    return copy.deepcopy(model).to(dev)
+
 @torch.no_grad()
 def batched_logits(model:nn.Module, # maps [0, 1] images to logits
                    x:Tensor, # images `(N, C, H, W)` in [0, 1]
@@ -315,9 +389,8 @@ def batched_logits(model:nn.Module, # maps [0, 1] images to logits
                    device=None, # `None`: CUDA when available
                   )->Tensor:
     "Logits of `model` on `x` (optionally triggered), computed batch by batch; returned on the CPU."
-    check_images(x)
-    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = get_device(device); model.to(dev)
+    check_images(x); check_int(batch_size, 'batch_size')
+    dev = get_device(device); model = model_on(model, dev)
     out = []
     with eval_mode(model):
         for s in _batches(len(x), batch_size):
@@ -331,36 +404,100 @@ def predict(model:nn.Module, x:Tensor, trigger:Optional[Trigger]=None, batch_siz
     "Predicted labels of `model` on `x` (optionally triggered)."
     return batched_logits(model, x, trigger, batch_size, device).argmax(1)
 
+# %% ../nbs/00_core.ipynb #39f107e6
+def _first_channels(model:nn.Module)->Optional[int]:
+    "Input channels the model's first layer expects (first Conv2d, or a per-channel normalization), if it says."
+    for m in model.modules():
+        mean = getattr(m, 'mean', None)
+        if isinstance(mean, Tensor) and mean.ndim == 4 and mean.shape[1] > 1: return int(mean.shape[1])
+        if isinstance(m, nn.Conv2d): return m.in_channels
+        if isinstance(m, nn.Linear): return None
+    return None
+
+def check_model(model:nn.Module, # the classifier
+                x:Optional[Tensor]=None, # images it will see (the first one is used), or None with `input_shape`
+                *, input_shape:Optional[Sequence[int]]=None, # `(C, H, W)` when there are no images
+                name:str='x', # the images' argument name, for error messages
+               )->int:
+    "One forward pass on one image: `model` maps `(N, C, H, W)` images in [0, 1] to finite 2-D logits; returns the class count."
+    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if x is not None: check_images(x, name); C, H, W = x.shape[1:]; probe = x[:1]
+    elif input_shape is not None:
+        s = tuple(input_shape)
+        if len(s) != 3 or not all(_scalar(v) is not None and isinstance(_scalar(v), int) and _scalar(v) >= 1 for v in s):
+            raise ValueError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
+        C, H, W = (int(v) for v in s); probe = torch.full((1, C, H, W), 0.5)
+    else: raise ValueError("check_model needs images x or input_shape")
+    ch = _first_channels(model)
+    if ch is not None and ch != C: raise ValueError(f"{name}: the images have {C} channel(s) but the model's first layer expects {ch}")
+    with torch.no_grad(), eval_mode(model):
+        try: out = model(probe.to(model_device(model)))
+        except Exception as e: raise ValueError(f"{name}: images of shape {(C, H, W)} do not fit the model ({type(e).__name__}: {e})") from None
+    if not isinstance(out, Tensor):
+        raise TypeError(f"model must return a logits tensor, got a {type(out).__name__}; wrap it so forward returns the logits only "
+                        "(e.g. an nn.Module whose forward is `return self.net(x)[0]`)")
+    if out.ndim != 2 or out.shape[0] != 1: raise ValueError(f"model must return logits of shape (N, n_classes); for 1 image it returned {tuple(out.shape)}")
+    if out.shape[1] < 2: raise ValueError(f"model returns {out.shape[1]} logit(s); a classifier needs at least 2")
+    if not torch.isfinite(out).all(): raise ValueError("model returns NaN or infinite logits (are its weights finite?)")
+    return int(out.shape[1])
+
 # %% ../nbs/00_core.ipynb #c9562e17
 def accuracy(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=512, device=None)->float:
     "Clean accuracy of `model` on `(x, y)`."
-    check_labels(y, n=len(x))
+    check_images(x); n = batched_logits(model, x[:1], device=device).shape[1]
+    y = check_labels(y, n, 'y', n=len(x))
     return (predict(model, x, None, batch_size, device) == y).float().mean().item()
 
 def resolve_targets(target, # int, per-image tensor, or callable `y -> targets`
                     y:Tensor, # true labels
+                    n_classes:Optional[int]=None, # when given, every target must be in `[0, n_classes)`
                    )->Tensor:
     "Per-image target labels from any of the accepted `target` forms."
-    if callable(target) and not isinstance(target, Tensor): t = target(y)
+    if callable(target) and not isinstance(target, Tensor): t = torch.as_tensor(target(y))
     elif isinstance(target, Tensor) and target.ndim == 1: t = target
-    else: t = torch.full_like(y, check_label(target, 2**62))
-    t = torch.as_tensor(t)
+    else: t = torch.full_like(y, check_label(target, n_classes if n_classes is not None else 2**62))
     if t.shape != y.shape: raise ValueError(f"target gives {tuple(t.shape)} targets for {tuple(y.shape)} labels")
-    return t.to(y.device, torch.long)
+    return check_labels(t.to(y.device), n_classes, 'target', n=len(y))
+
+EXCLUDE = ('label', 'prediction', 'none') # which images an ASR leaves out: true label = target, predicted = target, none
 
 def attack_success_rate(model:nn.Module, # the (possibly backdoored) classifier
                         x:Tensor, # clean images in [0, 1]
-                        y:Tensor, # their true labels
-                        trigger:Trigger, # stamped on every image
-                        target, # int, per-image tensor, or callable `y -> targets`
-                        batch_size:int=512, device=None)->float:
-    "Share of triggered images classified as `target`, over images whose true label is not the target."
-    check_labels(y, n=len(x))
-    tgt = resolve_targets(target, y)
-    keep = y != tgt
-    if not keep.any(): raise ValueError("attack_success_rate: every image already belongs to the target class")
-    tr = trigger[keep] if trigger.batched else trigger
-    return (predict(model, x[keep], tr, batch_size, device) == tgt[keep]).float().mean().item()
+                        y:Optional[Tensor]=None, # their true labels (None: unlabelled images)
+                        *, trigger, # a `Trigger` (shared or per-image), or a list of them (each stamped on every image)
+                        target, # int, per-image tensor, callable `y -> targets`, None (untargeted); a list: one per trigger
+                        exclude:Optional[str]=None, # a key of `EXCLUDE`; default 'label' with labels, else 'prediction'
+                        batch_size:int=512, device=None):
+    "Share of triggered images sent to `target` (or misclassified), over the images not already of the target: a float, or one per trigger."
+    check_images(x)
+    dev = get_device(device); model = model_on(model, dev)
+    K = batched_logits(model, x[:1], None, 1, dev).shape[1]
+    if y is not None: y = check_labels(y, K, 'y', n=len(x))
+    exclude = check_choice('label' if exclude is None and y is not None else exclude or 'prediction', 'exclude', EXCLUDE)
+    if exclude == 'label' and y is None: raise ValueError("exclude='label' needs the true labels y")
+    pred0 = batched_logits(model, x, None, batch_size, dev).argmax(1) if y is None or exclude == 'prediction' else None
+    many = isinstance(trigger, (list, tuple))
+    trigs = list(trigger) if many else [trigger]
+    if not trigs: raise ValueError("trigger: the list is empty")
+    for t in trigs:
+        if not isinstance(t, Trigger): raise TypeError(f"trigger must be a Trigger or a list of Triggers, got {type(t).__name__}")
+    tgts = list(target) if many and isinstance(target, (list, tuple)) else [target] * len(trigs)
+    if len(tgts) != len(trigs): raise ValueError(f"target gives {len(tgts)} targets for {len(trigs)} triggers")
+    out = []
+    for t, tg in zip(trigs, tgts):
+        if tg is None:
+            if y is None: raise ValueError("target=None (untargeted success) needs the true labels y")
+            keep, want = torch.ones_like(y, dtype=torch.bool), None
+        else:
+            ref = y if y is not None else pred0
+            want = resolve_targets(tg, ref, K)
+            keep = {'label': lambda: y != want, 'prediction': lambda: pred0 != want,
+                    'none': lambda: torch.ones_like(want, dtype=torch.bool)}[exclude]()
+        if not keep.any(): raise ValueError(f"attack_success_rate: every image already belongs to the target class ({exclude})")
+        tr = t[keep] if t.batched and len(t) > 1 else t
+        pred = batched_logits(model, x[keep], tr, batch_size, dev).argmax(1)
+        out.append(((pred != y[keep]) if want is None else (pred == want[keep])).float().mean().item())
+    return torch.tensor(out) if many else out[0]
 
 # %% ../nbs/00_core.ipynb #1807efbe
 def evaluate(model:nn.Module, x:Tensor, y:Tensor, trigger:Optional[Trigger]=None, target=None,
@@ -369,7 +506,7 @@ def evaluate(model:nn.Module, x:Tensor, y:Tensor, trigger:Optional[Trigger]=None
     res = {'clean_acc': accuracy(model, x, y, batch_size, device)}
     if trigger is not None:
         if target is None: raise ValueError("evaluate: give target together with trigger")
-        res['asr'] = attack_success_rate(model, x, y, trigger, target, batch_size, device)
+        res['asr'] = attack_success_rate(model, x, y, trigger=trigger, target=target, batch_size=batch_size, device=device)
     return res
 
 # %% ../nbs/00_core.ipynb #47fce19a

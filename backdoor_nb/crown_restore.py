@@ -304,7 +304,7 @@ def restore(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] imag
             params = {k: v.to(dev).requires_grad_(True) for k, v in kind.init(shape, g).items()}
             opt = Opt(params.values(), lr=lr)
             current = lambda: kind.trigger({k: v.detach() for k, v in params.items()}).detach()
-            asr = lambda: attack_success_rate(model, ho[0], ho[1], current(), target, device=dev)
+            asr = lambda: attack_success_rate(model, ho[0], ho[1], trigger=current(), target=target, device=dev)
             seconds = 0.
             it = range(steps)
             if progress:

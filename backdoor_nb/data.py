@@ -33,8 +33,8 @@ class ImageData:
     name:str='' # free label shown in reprs and plots
 
     def __post_init__(self):
+        if isinstance(self.x, Tensor) and self.x.is_floating_point() and self.x.dtype != torch.float32: self.x = self.x.float()  # float64/16: stored as float32
         check_images(self.x, 'x')
-        if self.x.dtype != torch.float32: self.x = self.x.float()
         if isinstance(self.classes, str) or not isinstance(self.classes, (list, tuple, np.ndarray)):
             raise TypeError(f"classes must be a list of class names, got {type(self.classes).__name__}")
         self.classes = [str(c) for c in self.classes]

@@ -14,11 +14,12 @@ from torch import Tensor, nn
 
 from .core import (Trigger, as_sampler, get_device, check_images, check_labels, check_label, eval_mode,
                               batched_logits)
+from .layers import (CHANNELWISE, DEFAULT_LAYERS, trace_layers, Layer, resolve_layer, tap, unit_activations,
+                                unit_masks, prune_units, frozen_zeros)
 
 # %% auto #0
-__all__ = ['CHANNELWISE', 'DEFAULT_LAYERS', 'trace_layers', 'Layer', 'resolve_layer', 'tap', 'unit_activations', 'unit_masks',
-           'prune_units', 'frozen_zeros', 'trigger_asr', 'RepairReport', 'InputFilter', 'nc_filter', 'nc_prune',
-           'UnlearningData', 'nc_unlearn', 'fine_pruning', 'repair_demo_step', 'PruningExplorer']
+__all__ = ['trigger_asr', 'RepairReport', 'InputFilter', 'nc_filter', 'nc_prune', 'UnlearningData', 'nc_unlearn', 'fine_pruning',
+           'repair_demo_step', 'PruningExplorer']
 
 # %% ../nbs/50_mitigation.ipynb #edc1fdf0
 def _check_budget(v, name):
@@ -34,130 +35,6 @@ def _check_clean(model, clean_x, clean_y=None, target=None, device=None)->int:
     if clean_y is not None: check_labels(clean_y, n_classes, 'clean_y', n=len(clean_x))
     if target is not None: check_label(target, n_classes, 'target')
     return n_classes
-
-# %% ../nbs/50_mitigation.ipynb #4195214b
-CHANNELWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid,
-               nn.Tanh, nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-               nn.AdaptiveMaxPool2d)  # modules that act on each channel separately: a pruned channel stays zero
-
-def trace_layers(model:nn.Module, # any model
-                 x:Tensor, # a batch of valid inputs (only the first image is used)
-                 device=None)->list:
-    "Leaf modules in the order a forward pass calls them: `[(name, module, output shape)]`."
-    dev = get_device(device); model.to(dev)
-    calls, hooks = [], []
-    for name, m in model.named_modules():
-        if next(m.children(), None) is None:
-            hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: calls.append((name, mod, tuple(o.shape)))))
-    try:
-        with torch.no_grad(), eval_mode(model): model(x[:1].to(dev))
-    finally:
-        for h in hooks: h.remove()
-    return calls
-
-@dataclass
-class Layer:
-    "Where units are read and how they are pruned, by module names."
-    name:str # the nn.Linear / nn.Conv2d the units belong to
-    side:str # 'input': its input features/channels; 'output': its output channels
-    tap:str # the module read: `name` itself (its input) or the last channel-wise module after it (its output)
-    zero:list # `[(module name, 'rows' | 'cols')]`: what is zeroed to prune a unit
-    n_units:int
-
-def _last_of(calls, kind):
-    hits = [c[0] for c in calls if isinstance(c[1], kind)]
-    if not hits: raise ValueError(f"layer: the model calls no {kind.__name__} to default to; pass layer='module name'")
-    return hits[-1]
-
-DEFAULT_LAYERS = {
-    'last-linear-input': lambda calls: (_last_of(calls, nn.Linear), 'input'),   # Neural Cleanse
-    'last-conv-output': lambda calls: (_last_of(calls, nn.Conv2d), 'output'),   # Fine-Pruning
-}
-
-def resolve_layer(model:nn.Module, x:Tensor, # a few valid inputs, for the trace
-                  layer:Optional[str]=None, # a module name (an nn.Linear or nn.Conv2d); None: the default
-                  side:Optional[str]=None, # 'input' or 'output'; None: the default's side, else 'output'
-                  default:str='last-linear-input', # a key of `DEFAULT_LAYERS`
-                  device=None)->Layer:
-    "Resolve a module name (or the default) into a `Layer`: which activation to read and which weights to zero."
-    mods = dict(model.named_modules())
-    if layer is not None and layer not in mods:
-        raise ValueError(f"layer={layer!r} is not a module of the model (modules: {', '.join(n for n in mods if n)})")
-    if side not in (None, 'input', 'output'): raise ValueError(f"side={side!r} must be 'input' or 'output'")
-    calls = trace_layers(model, x, device)
-    if layer is None: layer, dside = DEFAULT_LAYERS[default](calls); side = side or dside
-    side = side or 'output'
-    m = mods[layer]
-    if not isinstance(m, (nn.Linear, nn.Conv2d)):
-        raise ValueError(f"layer={layer!r} is a {type(m).__name__}; name an nn.Linear or nn.Conv2d")
-    order = [c[0] for c in calls]
-    if layer not in order: raise ValueError(f"layer={layer!r} is not called in the model's forward pass")
-    if side == 'input':
-        return Layer(layer, side, layer, [(layer, 'cols')], m.in_features if isinstance(m, nn.Linear) else m.in_channels)
-    n = m.out_features if isinstance(m, nn.Linear) else m.out_channels
-    zero, tap = [(layer, 'rows')], layer
-    last = len(order) - 1 - order[::-1].index(layer)
-    for nm, mod, shape in calls[last + 1:]:  # follow the channel-wise modules right after the layer
-        if not isinstance(mod, CHANNELWISE) or len(shape) < 2 or shape[1] != n: break
-        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if not mod.affine: raise ValueError(f"layer={layer!r} is followed by {nm!r}, a BatchNorm without affine weights: "
-                                                "its output channels cannot be zeroed; use side='input' of the next layer")
-            zero.append((nm, 'rows'))
-        tap = nm
-    return Layer(layer, side, tap, zero, n)
-
-# %% ../nbs/50_mitigation.ipynb #1c3bd49c
-@contextmanager
-def tap(model:nn.Module, layer:Layer)->list:
-    "While active, every forward pass of `model` appends the activation of `layer`'s units to the yielded list (spatial mean of feature maps; differentiable)."
-    acts = []
-    def grab(m, i, o):
-        a = i[0] if layer.side == 'input' else o
-        acts.append(a.flatten(2).mean(2) if a.ndim > 2 else a)
-    h = dict(model.named_modules())[layer.tap].register_forward_hook(grab)
-    try: yield acts
-    finally: h.remove()
-
-@torch.no_grad()
-def unit_activations(model:nn.Module, layer:Layer, x:Tensor, # images in [0, 1]
-                     trigger:Optional[Trigger]=None, # stamped on `x` first when given
-                     batch_size:int=256, device=None)->Tensor:
-    "Activation of every unit of `layer` for each image (spatial mean of feature maps): `(N, n_units)`, on the CPU."
-    with tap(model, layer) as acts: batched_logits(model, x, trigger, batch_size, device)
-    out = torch.cat([a.float().cpu() for a in acts])
-    if out.shape[1] != layer.n_units: raise ValueError(f"layer {layer.tap!r} gives {out.shape[1]} units, expected {layer.n_units}")
-    return out
-
-def unit_masks(model:nn.Module, layer:Layer, units)->dict:
-    "`{parameter: 0/1 mask}` whose product with the parameters prunes `units` of `layer`."
-    mods, out = dict(model.named_modules()), {}
-    units = torch.as_tensor(units, dtype=torch.long).flatten()
-    if len(units) and (units.min() < 0 or units.max() >= layer.n_units):
-        raise ValueError(f"units must be in [0, {layer.n_units}), got values in [{units.min().item()}, {units.max().item()}]")
-    for nm, how in layer.zero:
-        for p in (mods[nm].weight, getattr(mods[nm], 'bias', None)):
-            if p is None or (how == 'cols' and p.ndim < 2): continue  # a consumer's bias is not tied to an input unit
-            mk = torch.ones_like(p)
-            if how == 'rows': mk[units] = 0
-            else: mk[:, units] = 0
-            out[p] = mk
-    return out
-
-@torch.no_grad()
-def prune_units(model:nn.Module, layer:Layer, units # unit indices to silence
-               )->nn.Module:
-    "Prune `units` of `layer` in place, by zeroing the weights that produce (or consume) them; returns `model`."
-    for p, mk in unit_masks(model, layer, units).items(): p.mul_(mk)
-    return model
-
-@contextmanager
-def frozen_zeros(masks:dict # `{parameter: 0/1 mask}` from `unit_masks`
-                ):
-    "While active, the masked entries get zero gradients, so training keeps pruned weights at exactly zero."
-    hs = [p.register_hook(lambda g, mk=mk: g * mk.to(g.device)) for p, mk in masks.items()]
-    try: yield
-    finally:
-        for h in hs: h.remove()
 
 # %% ../nbs/50_mitigation.ipynb #d4c74fba
 def trigger_asr(model:nn.Module, x:Tensor, y:Tensor, # clean images and their labels

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .core import (LabelScan, Trigger, get_device, check_images, check_labels, eval_mode, batched_logits,
                               attack_success_rate, show_images, strength_map, check_positive)
+from .core import check_model as _check_model
 
 # %% auto #0
 __all__ = ['DETECTORS', 'ScanData', 'as_scan_data', 'check_model', 'Detector', 'register_detector', 'nc_detector',
@@ -73,38 +74,11 @@ def as_scan_data(data=None, # `ScanData`, `ImageData`, `Splits` (its test split)
     raise TypeError(f"data must be ScanData, ImageData, Splits, (x, y), an image tensor or a data source name, got {type(data).__name__}")
 
 # %% ../nbs/80_scan.ipynb #3e0a643d
-def _first_channels(model:nn.Module)->Optional[int]:
-    "Input channels the model's first layer expects (first Conv2d, or a per-channel normalization), if it says."
-    for m in model.modules():
-        mean = getattr(m, 'mean', None)
-        if isinstance(mean, Tensor) and mean.ndim == 4 and mean.shape[1] > 1: return int(mean.shape[1])
-        if isinstance(m, nn.Conv2d): return m.in_channels
-        if isinstance(m, nn.Linear): return None
-    return None
-
 def check_model(model:nn.Module, # the classifier to scan
                 data:ScanData, # what the scan has (images or the input shape)
                 device=None)->int:
-    "One forward pass: the model returns 2-D logits for `data.input_shape` images; returns the class count."
-    if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    C, H, W = data.input_shape
-    ch = _first_channels(model)
-    if ch is not None and ch != C:
-        raise ValueError(f"data: the images have {C} channel(s) but the model's first layer expects {ch}")
-    x = data.x[:1] if data.x is not None else torch.full((1, C, H, W), 0.5)
-    dev = get_device(device)
-    p = next(model.parameters(), None)
-    with torch.no_grad(), eval_mode(model):
-        try: out = model(x.to(p.device if p is not None else dev))
-        except Exception as e:
-            raise ValueError(f"data: images of shape {(C, H, W)} do not fit the model ({type(e).__name__}: {e})") from None
-    if not isinstance(out, Tensor):
-        raise TypeError(f"model must return a logits tensor, got {type(out).__name__}; wrap it so forward returns the logits only "
-                        f"(e.g. `lambda x: model(x)[0]` in an nn.Module)")
-    if out.ndim != 2 or out.shape[0] != 1:
-        raise ValueError(f"model must return logits of shape (N, n_classes); for 1 image it returned {tuple(out.shape)}")
-    K = out.shape[1]
-    if K < 2: raise ValueError(f"model returns {K} logit(s); a classifier needs at least 2")
+    "`core.check_model` on the scan's data, plus the data's class names and labels against the model's output width; returns the class count."
+    K = _check_model(model, data.x, input_shape=data.input_shape, name='data')
     if data.classes is not None and len(data.classes) != K:
         raise ValueError(f"model outputs {K} logits but the data has {len(data.classes)} classes")
     if data.y is not None and int(data.y.max()) >= K:
@@ -425,7 +399,7 @@ def scan(model:nn.Module, # any classifier mapping [0, 1] images `(N, C, H, W)` 
                 if t is not None: trig, src = t, n; break
         ho = _heldout(data, seed)
         if trig is not None and ho is not None and (ho[1] != verdict.target).any():
-            asr = attack_success_rate(model, ho[0], ho[1], trig, verdict.target, device=device)
+            asr = attack_success_rate(model, ho[0], ho[1], trigger=trig, target=verdict.target, device=device)
     info = {'name': name, 'input_shape': list(data.input_shape), 'n_classes': K,
             'n_parameters': sum(p.numel() for p in model.parameters()), 'classes': data.classes}
     cfg = {'seed': seed, 'budget_s': budget_s, 'budgets': budgets, 'device': str(get_device(device)), 'detectors': names,

@@ -183,7 +183,7 @@ def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
 # %% ../nbs/40_smoothinv.ipynb #d508327c
 def _transfer_asr(model, ho, p, target, dev):
     if ho is None: return None
-    return attack_success_rate(model, ho[0], ho[1], Trigger(delta=p), int(target), device=dev)
+    return attack_success_rate(model, ho[0], ho[1], trigger=Trigger(delta=p), target=int(target), device=dev)
 
 def _as_result(model, x, run, j, ho, dev, method, seconds, n_noise, denoiser):
     "Row `j` of a `smooth_pgd` run as an `InversionResult`."
@@ -507,7 +507,7 @@ def nc_single_image(model:nn.Module, x:Tensor, target:int, x_heldout:Optional[Te
     ho = _heldout(x_heldout, y_heldout)
     r = neural_cleanse(model, x[None], labels=[target], progress=False, device=dev, **{**NC_SINGLE, **hyper})
     trig = r.trigger(target)
-    asr = attack_success_rate(model, ho[0], ho[1], trig, target, device=dev) if ho is not None else None
+    asr = attack_success_rate(model, ho[0], ho[1], trigger=trig, target=target, device=dev) if ho is not None else None
     xs = trig.apply(x[None].cpu())[0]
     return InversionResult(trig, target, 'nc', asr, {}, r.seconds,
                            {'l1': r.l1[0].item(), 'reached': bool(r.reached[0]), 'steps': int(r.steps[0]), 'x': x.cpu(), 'x_synth': xs})

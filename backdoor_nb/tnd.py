@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import (Trigger, get_device, check_images, check_labels, check_label, eval_mode, frozen, batched_logits,
                               show_images, LabelScan, register_type)
 from .neural_cleanse import NCConfig, anomaly_index, flag_outliers, optimize_triggers
-from .mitigation import Layer, resolve_layer, tap
+from .layers import Layer, resolve_layer, tap
 
 # %% auto #0
 __all__ = ['SIMILARITY_SPACES', 'TNDResult', 'DLTNDConfig', 'hinge_loss', 'per_image_triggers', 'dl_tnd', 'project_simplex',

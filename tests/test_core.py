@@ -19,7 +19,7 @@ def test_label_out_of_range_in_metrics():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     x = torch.rand(5, 1, 2, 2)
     with pytest.raises(ValueError, match='target=3 is out of range|target'):
-        attack_success_rate(model, x, torch.zeros(5, dtype=torch.long), Trigger(delta=torch.zeros(1, 2, 2)), target=-1)
+        attack_success_rate(model, x, torch.zeros(5, dtype=torch.long), trigger=Trigger(delta=torch.zeros(1, 2, 2)), target=-1)
 
 def test_batched_logits_matches_full_pass():
     torch.manual_seed(0)

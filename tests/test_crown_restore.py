@@ -38,7 +38,7 @@ KW = dict(steps=60, lr=0.1, rho=0.3, device='cpu')
 def test_toy_backdoor_is_real(toy):
     m, x, y, patch = toy
     assert (m(x).argmax(1) == y).all()
-    assert attack_success_rate(m, x, y, patch, 3) > 0.99
+    assert attack_success_rate(m, x, y, trigger=patch, target=3) > 0.99
 
 @pytest.mark.parametrize('name', ['crown', 'crown-ibp', 'crown-tail'])
 def test_tiny_ball_gives_the_exact_gradient(toy, name):

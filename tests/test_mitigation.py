@@ -5,7 +5,8 @@ from torch import nn
 from backdoor_nb.attacks import Backdoor, AllToOne, PoisonedData, place, solid_patch, evaluate_backdoor
 from backdoor_nb.core import batched_logits
 from backdoor_nb.data import ImageData
-from backdoor_nb.mitigation import (resolve_layer, unit_activations, prune_units, unit_masks, frozen_zeros, nc_filter,
+from backdoor_nb.layers import resolve_layer, unit_activations, prune_units, unit_masks, frozen_zeros
+from backdoor_nb.mitigation import (nc_filter,
                                     nc_prune, nc_unlearn, fine_pruning, repair_demo_step, PruningExplorer)
 from backdoor_nb.models import build_model, save_model, load_model, train
 
