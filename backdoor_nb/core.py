@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 # %% auto #0
 __all__ = ['FLOAT_DTYPES', 'EXCLUDE', 'SCAN_FORMAT', 'get_device', 'BadInput', 'check_images', 'check_labels', 'check_label',
-           'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'set_seed',
-           'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy', 'model_device',
-           'model_on', 'batched_logits', 'predict', 'check_model', 'accuracy', 'resolve_targets', 'attack_success_rate',
-           'evaluate', 'auroc', 'show_images', 'strength_map', 'mask_overlap', 'InversionResult', 'register_type',
-           'LabelScan']
+           'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'make_config',
+           'set_seed', 'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy',
+           'model_device', 'model_on', 'batched_logits', 'predict', 'check_model', 'accuracy', 'resolve_targets',
+           'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'strength_map', 'mask_overlap', 'InversionResult',
+           'register_type', 'LabelScan']
 
 # %% ../nbs/00_core.ipynb #cdabbcfe
 def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when available, else CPU
@@ -145,6 +145,22 @@ def check_choice(v, name:str, choices)->str:
     "One of `choices` (a registry's keys), or an error listing them."
     if not isinstance(v, str) or v not in choices: raise ValueError(f"{name}={v!r} is not one of: {', '.join(map(str, choices))}")
     return v
+
+# %% ../nbs/00_core.ipynb #236ee457
+def make_config(cls, # a config dataclass
+                config=None, # None, an instance of `cls`, or a dict of its fields
+                **kw, # more fields (they win over `config`'s)
+               ):
+    "A validated `cls` from `None`, an instance, a dict and/or keywords; unknown field names are refused."
+    import dataclasses
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    if isinstance(config, cls): base = {n: getattr(config, n) for n in names}
+    elif config is None or isinstance(config, dict): base = dict(config or {})
+    else: raise BadInput(f"config must be a {cls.__name__} or a dict of its fields, got {type(config).__name__}")
+    base.update(kw)
+    bad = sorted(set(base) - set(names))
+    if bad: raise BadInput(f"config: unknown {cls.__name__} field(s) {bad} (known: {', '.join(names)})")
+    return cls(**base)
 
 # %% ../nbs/00_core.ipynb #1160aa02
 def set_seed(seed:int # seeds Python's `random`, NumPy and torch (CPU and CUDA)
@@ -493,7 +509,9 @@ def attack_success_rate(model:nn.Module, # the (possibly backdoored) classifier
             want = resolve_targets(tg, ref, K)
             keep = {'label': lambda: y != want, 'prediction': lambda: pred0 != want,
                     'none': lambda: torch.ones_like(want, dtype=torch.bool)}[exclude]()
-        if not keep.any(): raise ValueError(f"attack_success_rate: every image already belongs to the target class ({exclude})")
+        if not keep.any():
+            if many: out.append(float('nan')); continue  # one trigger of a scan with nothing to measure: NaN, the others go on
+            raise ValueError(f"attack_success_rate: every image already belongs to the target class ({exclude})")
         tr = t[keep] if t.batched and len(t) > 1 else t
         pred = batched_logits(model, x[keep], tr, batch_size, dev).argmax(1)
         out.append(((pred != y[keep]) if want is None else (pred == want[keep])).float().mean().item())

@@ -5,21 +5,19 @@
 # %% ../nbs/20_neural_cleanse.ipynb #23273f6c
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .core import (Trigger, get_device, check_images, check_label, eval_mode, frozen, batched_logits, show_images,
-                              mask_overlap, stack_triggers, LabelScan, register_type)
+from .core import (Trigger, get_device, check_images, check_labels, check_label, check_model, check_real, check_positive,
+                              check_int, check_bool, check_seed, batched_logits, attack_success_rate, show_images, mask_overlap,
+                              stack_triggers, LabelScan, register_type, make_config)
+from .invert import invert, Inversion, MaskPattern, NCSchedule, Adam, Feed, CrossEntropy, Perf
 
 # %% auto #0
-__all__ = ['NCConfig', 'anomaly_index', 'flag_outliers', 'ce_attack_loss', 'optimize_triggers', 'NCResult', 'neural_cleanse',
-           'NCExplorer']
+__all__ = ['NCConfig', 'anomaly_index', 'flag_outliers', 'optimize_triggers', 'NCResult', 'neural_cleanse', 'NCExplorer']
 
 # %% ../nbs/20_neural_cleanse.ipynb #37f0a271
 @register_type
@@ -39,23 +37,25 @@ class NCConfig:
     early_stop:bool=True
     early_stop_threshold:float=1.0 # stop when the best norm stops improving by this factor...
     early_stop_patience:int=25 # ...for this many steps (5 x patience)
-    chunk:Optional[int]=None # labels optimized together (None: all, up to 64; 1: the sequential reference)
-    amp:bool=False # bfloat16 autocast for the model's forward pass
-    channels_last:bool=False # run the model in channels-last memory format (faster CPU convolutions, notably with amp)
-    seed:int=0
-    budget_s:Optional[float]=None # wall-clock cap in seconds: stop stepping when it is spent (the best triggers so far are kept)
+    threshold:float=2.0 # anomaly index above which a (small-norm) label is flagged
 
     def __post_init__(self):
-        if self.budget_s is not None and not (isinstance(self.budget_s, (int, float)) and not isinstance(self.budget_s, bool)
-                                               and self.budget_s > 0):
-            raise ValueError(f"budget_s must be a number > 0 (or None), got {self.budget_s!r}")
-        for k in ('lr', 'init_cost', 'cost_up', 'cost_down'):
-            if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0, got {getattr(self, k)}")
-        for k in ('batch_size', 'samples_per_step', 'max_steps', 'patience'):
-            if k == 'samples_per_step' and self.samples_per_step is None: continue
-            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"{k} must be an int >= 1, got {getattr(self, k)!r}")
-        if not 0 < self.asr_threshold <= 1: raise ValueError(f"asr_threshold must be in (0, 1], got {self.asr_threshold}")
-        if self.chunk is not None and self.chunk < 1: raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        self.betas = tuple(self.betas)
+        check_int(self.batch_size, 'batch_size')
+        if self.samples_per_step is not None: check_int(self.samples_per_step, 'samples_per_step')
+        check_positive(self.threshold, 'threshold')
+        self.schedule(); Adam(self.lr, self.betas)  # validates the schedule's and the optimizer's fields
+
+    def schedule(self)->NCSchedule:
+        "The engine's schedule with these hyper-parameters."
+        return NCSchedule(self.max_steps, self.init_cost, self.asr_threshold, self.patience, self.cost_up, self.cost_down,
+                          self.early_stop, self.early_stop_threshold, self.early_stop_patience)
+
+    def parts(self, n_images:int)->dict:
+        "The engine's parts for a support set of `n_images`: parametrization, schedule, optimizer and feed."
+        per_step = max(1, (self.samples_per_step or n_images) // self.batch_size)  # mini-batches per step
+        return dict(param=MaskPattern('tanh'), schedule=self.schedule(), optimizer=Adam(self.lr, self.betas),
+                    feed=Feed(self.batch_size, per_step))
 
 # %% ../nbs/20_neural_cleanse.ipynb #3ac2d3b9
 def anomaly_index(scores, # one score per label
@@ -79,132 +79,37 @@ def flag_outliers(scores, threshold:float=2.0, # anomaly index above which a lab
     if side not in sides: raise ValueError(f"side={side!r} must be one of {list(sides)}")
     return (idx > threshold) & sides[side]
 
-# %% ../nbs/20_neural_cleanse.ipynb #4e06760a
-def _to_unit(w): return (torch.tanh(w) + 1) / 2
-
-def _init_params(labels, C, H, W, seed):
-    "Uniform random init in pixel space (as the original), mapped through atanh; depends only on (seed, label)."
-    ms, ps = [], []
-    for l in labels:
-        g = torch.Generator().manual_seed(seed * 100_003 + int(l))
-        u_m, u_p = torch.rand(1, H, W, generator=g), torch.rand(C, H, W, generator=g)
-        ms.append(torch.atanh((2 * u_m - 1).clamp(-0.999, 0.999))); ps.append(torch.atanh((2 * u_p - 1).clamp(-0.999, 0.999)))
-    return ms, ps
-
-@dataclass
-class _LabelState:
-    "Per-label lambda schedule and early-stop bookkeeping of Neural Cleanse."
-    cost:float
-    best_l1:float=math.inf; best_asr:float=0.; best_mask:Optional[Tensor]=None; best_pattern:Optional[Tensor]=None
-    fallback_asr:float=-1.; fallback:tuple=(None, None)
-    up:int=0; down:int=0; up_flag:bool=False; down_flag:bool=False
-    es_best:float=math.inf; es_count:int=0; done:bool=False; steps:int=0
-
-    def update(self, asr, l1, mask, pattern, cfg):
-        "One step of the original schedule: keep the best trigger, move lambda, decide on early stop."
-        self.steps += 1
-        if asr >= cfg.asr_threshold and l1 < self.best_l1:
-            self.best_l1, self.best_asr, self.best_mask, self.best_pattern = l1, asr, mask.clone(), pattern.clone()
-        if asr > self.fallback_asr: self.fallback_asr, self.fallback = asr, (mask.clone(), pattern.clone())
-        if cfg.early_stop and self.best_l1 < math.inf:
-            if self.best_l1 >= cfg.early_stop_threshold * self.es_best: self.es_count += 1
-            else: self.es_count = 0
-            self.es_best = min(self.best_l1, self.es_best)
-            if self.up_flag and self.down_flag and self.es_count >= cfg.early_stop_patience: self.done = True
-        if asr >= cfg.asr_threshold: self.up, self.down = self.up + 1, 0
-        else: self.up, self.down = 0, self.down + 1
-        if self.up >= cfg.patience: self.up, self.cost, self.up_flag = 0, self.cost * cfg.cost_up, True
-        elif self.down >= cfg.patience: self.down, self.cost, self.down_flag = 0, self.cost / cfg.cost_down, True
-
 # %% ../nbs/20_neural_cleanse.ipynb #fa542c9f
-def ce_attack_loss(logits, target, x_stamped): return F.cross_entropy(logits, target, reduction='none')
-
 def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
-                      x:Tensor, # clean support images `(N, C, H, W)` in [0, 1]
-                      labels:Sequence[int], # target labels to invert
-                      cfg:NCConfig=None, # hyper-parameters (defaults: the original NC's)
-                      loss_fn:Callable=ce_attack_loss, # per-image attack loss `(logits, target, x_stamped) -> (B,)`
-                      success_fn:Optional[Callable]=None, # `(logits, target) -> bool per image`; default argmax == target
-                      device=None, progress:bool=True)->dict:
-    "Batched NC-style optimization of one (mask, pattern) per label; returns per-label best masks, patterns, norms, ASR."
-    cfg = cfg or NCConfig()
-    dev = get_device(device); model.to(dev)
-    N, C, H, W = x.shape
-    labels = [int(l) for l in labels]
-    success_fn = success_fn or (lambda lg, t: lg.argmax(1) == t)
-    chunk = cfg.chunk or min(len(labels), 64)
-    n_mb = max(1, (cfg.samples_per_step or N) // cfg.batch_size)  # mini-batches per step (drop-last epochs)
-    states = {l: _LabelState(cfg.init_cost) for l in labels}
-    interrupted, budget_hit, t0 = False, False, time.time()
-    fmt = torch.channels_last if cfg.channels_last else None
-    if fmt is not None: model.to(memory_format=fmt)  # converted back below
-    bar = tqdm(total=len(labels) * cfg.max_steps, desc='neural cleanse', disable=not progress, leave=False)
-    try:
-        with eval_mode(model), frozen(model):
-            for c0 in range(0, len(labels), chunk):
-                ls = labels[c0:c0 + chunk]
-                wm, wp = _init_params(ls, C, H, W, cfg.seed)
-                wm = [nn.Parameter(t.to(dev)) for t in wm]; wp = [nn.Parameter(t.to(dev)) for t in wp]
-                opt = torch.optim.Adam(wm + wp, lr=cfg.lr, betas=cfg.betas)
-                g = torch.Generator().manual_seed(cfg.seed)  # same image order for every chunk
-                order, pos = torch.randperm(N, generator=g), 0
-                for step in range(cfg.max_steps):
-                    act = [i for i, l in enumerate(ls) if not states[l].done]
-                    if not act: break
-                    if cfg.budget_s is not None and time.time() - t0 > cfg.budget_s and all(states[l].steps for l in labels[:c0 + chunk]):
-                        budget_hit = True; break
-                    hits = torch.zeros(len(act), device=dev); l1s = torch.zeros(len(act), device=dev); seen = 0
-                    tgt_lab = torch.tensor([ls[i] for i in act], device=dev)
-                    cost = torch.tensor([states[ls[i]].cost for i in act], device=dev)
-                    for _ in range(n_mb):
-                        if pos + cfg.batch_size > N: order, pos = torch.randperm(N, generator=g), 0
-                        xb = x[order[pos:pos + cfg.batch_size]].to(dev); pos += cfg.batch_size
-                        B = len(xb)
-                        m = torch.stack([_to_unit(wm[i]) for i in act]); pt = torch.stack([_to_unit(wp[i]) for i in act])
-                        xs = ((1 - m[:, None]) * xb[None] + m[:, None] * pt[:, None]).reshape(-1, C, H, W)
-                        if fmt is not None: xs = xs.contiguous(memory_format=fmt)
-                        tg = tgt_lab.repeat_interleave(B)
-                        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                            logits = model(xs)
-                        logits = logits.float()
-                        att = loss_fn(logits, tg, xs).view(len(act), B).mean(1)
-                        l1 = m.flatten(1).sum(1)
-                        loss = (att + cost * l1).sum()
-                        if not torch.isfinite(loss): raise FloatingPointError("Neural Cleanse loss became NaN/inf; lower lr")
-                        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-                        with torch.no_grad():
-                            hits += success_fn(logits, tg).view(len(act), B).float().sum(1); l1s += l1.detach(); seen += B
-                    with torch.no_grad():
-                        asr, l1m = (hits / seen).tolist(), (l1s / n_mb).tolist()
-                        for j, i in enumerate(act):
-                            states[ls[i]].update(asr[j], l1m[j], _to_unit(wm[i]).detach().cpu(), _to_unit(wp[i]).detach().cpu(), cfg)
-                    bar.update(len(act)); bar.set_postfix(active=len(act), step=step + 1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        if fmt is not None: model.to(memory_format=torch.contiguous_format)
-    out = {'labels': labels, 'interrupted': interrupted, 'budget_limited': budget_hit, 'seconds': time.time() - t0}
-    rows = []
-    for l in labels:
-        s = states[l]
-        reached = s.best_mask is not None
-        mk, pt = (s.best_mask, s.best_pattern) if reached else s.fallback
-        if mk is None: mk, pt = torch.full((1, H, W), float('nan')), torch.full((C, H, W), float('nan'))  # interrupted before any step
-        rows.append((mk, pt, reached, s.steps, s.cost))
-    out['masks'] = torch.stack([r[0] for r in rows]); out['patterns'] = torch.stack([r[1] for r in rows])
-    out['reached'] = torch.tensor([r[2] for r in rows]); out['steps'] = torch.tensor([r[3] for r in rows])
-    out['final_cost'] = torch.tensor([r[4] for r in rows])
-    return out
+                      x:Tensor, # clean support images `(N, C, H, W)`, or each row's own images `(R, n, C, H, W)`
+                      *, labels:Sequence[int], # target label of each row
+                      config=None, # `NCConfig` (or a dict of its fields): the original's defaults
+                      objective=None, # the engine's per-image loss (default `CrossEntropy()`)
+                      keys:Optional[Sequence[int]]=None, # per-row initialization keys (default: the labels)
+                      perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True,
+                      budget_s:Optional[float]=None, # wall-clock cap: the best triggers so far are kept, marked budget-limited
+                     )->Inversion:
+    "Neural Cleanse's inversion of one (mask, pattern) per row, all rows batched on the engine; returns the engine's `Inversion`."
+    cfg = make_config(NCConfig, config)
+    n = x.shape[1] if x.ndim == 5 else len(x)
+    return invert(model, x, targets=labels, keys=keys, objective=objective or CrossEntropy(), perf=perf, seed=seed, device=device,
+                  progress=progress, budget_s=budget_s, desc='neural cleanse', **cfg.parts(n))
 
 # %% ../nbs/20_neural_cleanse.ipynb #362a7c94
 @register_type
 @dataclass
 class NCResult(LabelScan):
     "Neural Cleanse scan result: per-label reversed triggers, norms, ASR, anomaly index and flags; plots itself."
-    labels:list; l1:Tensor; masks:Tensor; patterns:Tensor; asr:Tensor; reached:Tensor
-    anomaly:Tensor; flagged:list; steps:Tensor; seconds:float; interrupted:bool=False
-    asr_heldout:Optional[Tensor]=None; classes:Optional[list]=None
+    labels:list # the labels scanned
+    l1:Tensor # mask L1 norm of each label's reversed trigger
+    masks:Tensor; patterns:Tensor # the reversed triggers `(L, 1, H, W)`, `(L, C, H, W)`
+    asr:Tensor # ASR of each trigger on the support set (images already predicted as the label left out)
+    reached:Tensor # whether the trigger reached the ASR threshold during the optimization
+    anomaly:Tensor; flagged:list # MAD anomaly index of each norm; labels flagged on the small side
+    steps:Tensor; seconds:float
+    interrupted:bool=False # Ctrl-C stopped the scan: the labels keep their best triggers so far
+    asr_heldout:Optional[Tensor]=None # ASR of each trigger on held-out clean images, when given
+    classes:Optional[list]=None
     config:Optional[NCConfig]=None # the hyper-parameters used
     budget_limited:bool=False # True when `budget_s` stopped the optimization before every label had finished
     detector = 'nc'; score_name = 'signed anomaly index'
@@ -275,38 +180,43 @@ class NCResult(LabelScan):
 
 # %% ../nbs/20_neural_cleanse.ipynb #f89d8cbc
 def neural_cleanse(model:nn.Module, # any classifier mapping [0, 1] images to logits
-                   x:Tensor, # small clean support set `(N, C, H, W)` in [0, 1]
-                   labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
+                   x:Tensor, # small clean support set `(N, C, H, W)` in [0, 1] (labels are not needed)
+                   y:Optional[Tensor]=None, # their labels, if known: the support-set ASR then leaves out images of the label
+                   *, labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
+                   config=None, # `NCConfig` or a dict of its fields (the original's defaults)
+                   x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # held-out clean images to measure each trigger's ASR
                    n_classes:Optional[int]=None, # checked against the model's output width when given
-                   x_heldout:Optional[Tensor]=None, # optional held-out clean images to measure each trigger's ASR
-                   threshold:float=2.0, # anomaly index above which a (small-norm) label is flagged
                    classes:Optional[Sequence[str]]=None, # class names for display
-                   device=None, progress:bool=True,
-                   **hyper)->NCResult: # any `NCConfig` field (lr, init_cost, max_steps, chunk, seed, ...)
+                   perf:Optional[Perf]=None, # amp, fast inference copy, images per pass
+                   seed:int=0, device=None, progress:bool=True,
+                   budget_s:Optional[float]=None, # wall-clock cap: the best triggers so far are kept, marked budget-limited
+                  )->NCResult:
     "Scan `model` with Neural Cleanse: reverse a trigger per label, score by mask L1 norm, flag MAD outliers."
-    check_images(x, 'x')
-    if x_heldout is not None: check_images(x_heldout, 'x_heldout')
-    cfg = NCConfig(**hyper)
-    dev = get_device(device)
-    out_w = batched_logits(model, x[:2], device=dev).shape[1]
-    if n_classes is not None and out_w != n_classes:
-        raise ValueError(f"the model outputs {out_w} logits but n_classes={n_classes}")
-    n_classes = out_w
-    labels = list(range(n_classes)) if labels is None else [check_label(l, n_classes, 'labels') for l in labels]
-    if len(labels) == 0: raise ValueError("labels is empty")
-    res = optimize_triggers(model, x, labels, cfg, device=dev, progress=progress)
-    masks, pats = res['masks'], res['patterns']
-    l1 = masks.flatten(1).sum(1)
-    if not torch.isfinite(l1).all(): raise RuntimeError("a reversed mask has a NaN norm (the scan was interrupted before its first step?)")
-    def asr_on(xe):
-        return torch.tensor([(batched_logits(model, xe, Trigger(masks[i], pats[i]), device=dev).argmax(1) == l).float().mean().item()
-                             for i, l in enumerate(labels)])
-    asr = asr_on(x)
+    cfg = make_config(NCConfig, config)
+    K = check_model(model, x, name='x')
+    if n_classes is not None and K != check_int(n_classes, 'n_classes', lo=2):
+        raise ValueError(f"the model outputs {K} logits but n_classes={n_classes}")
+    if y is not None: y = check_labels(y, K, 'y', n=len(x))
+    if x_heldout is not None: check_model(model, x_heldout, name='x_heldout')
+    if y_heldout is not None:
+        if x_heldout is None: raise ValueError("y_heldout was given without x_heldout")
+        y_heldout = check_labels(y_heldout, K, 'y_heldout', n=len(x_heldout))
+    if labels is None: labels = list(range(K))
+    elif isinstance(labels, (int, Tensor)) and not isinstance(labels, bool) and torch.as_tensor(labels).ndim == 0: labels = [labels]
+    labels = [check_label(l, K, 'labels') for l in labels]
+    if not labels: raise ValueError("labels is empty")
+    if len(set(labels)) != len(labels): raise ValueError(f"labels has duplicates: {labels}")
+    if classes is not None and len(classes) != K: raise ValueError(f"classes has {len(classes)} names for {K} classes")
+    run = optimize_triggers(model, x, labels=labels, config=cfg, perf=perf, seed=seed, device=device, progress=progress, budget_s=budget_s)
+    trig = [Trigger(run.trigger.mask[i], run.trigger.pattern[i]) for i in range(len(labels))]
+    asr_of = lambda xe, ye: attack_success_rate(model, xe, ye, trigger=trig, target=labels, device=device)
+    l1 = run.size.float()
     anomaly = anomaly_index(l1) if len(labels) >= 3 else torch.zeros(len(labels))
-    flags = flag_outliers(l1, threshold) if len(labels) >= 3 else torch.zeros(len(labels), dtype=torch.bool)
-    return NCResult(labels, l1, masks, pats, asr, res['reached'], anomaly, [l for l, f in zip(labels, flags) if f],
-                    res['steps'], res['seconds'], res['interrupted'], asr_on(x_heldout) if x_heldout is not None else None,
-                    list(classes) if classes is not None else None, cfg, res['budget_limited'])
+    flags = flag_outliers(l1, cfg.threshold) if len(labels) >= 3 else torch.zeros(len(labels), dtype=torch.bool)
+    return NCResult(labels, l1, run.trigger.mask, run.trigger.pattern, asr_of(x, y), run.reached, anomaly,
+                    [l for l, f in zip(labels, flags) if f], run.steps, run.seconds, run.interrupted,
+                    asr_of(x_heldout, y_heldout) if x_heldout is not None else None,
+                    list(classes) if classes is not None else None, cfg, run.budget_limited)
 
 # %% ../nbs/20_neural_cleanse.ipynb #07ae0764
 class NCExplorer:

@@ -17,9 +17,10 @@ from .core import (LabelScan, Trigger, get_device, check_images, check_labels, e
 from .core import check_model as _check_model
 
 # %% auto #0
-__all__ = ['DETECTORS', 'ScanData', 'as_scan_data', 'check_model', 'Detector', 'register_detector', 'nc_detector',
-           'smoothinv_detector', 'df_tnd_detector', 'dl_tnd_detector', 'Verdict', 'combine', 'ScanReport', 'scan',
-           'ToyBackdoor', 'toy_images', 'load_arch', 'read_state_dict', 'load_weights', 'load_scan_model']
+__all__ = ['DETECTORS', 'PERF_KEYS', 'ScanData', 'as_scan_data', 'check_model', 'Detector', 'register_detector', 'split_perf',
+           'nc_detector', 'smoothinv_detector', 'df_tnd_detector', 'dl_tnd_detector', 'Verdict', 'combine',
+           'ScanReport', 'scan', 'ToyBackdoor', 'toy_images', 'load_arch', 'read_state_dict', 'load_weights',
+           'load_scan_model']
 
 # %% ../nbs/80_scan.ipynb #bcfc1beb
 @dataclass(eq=False)
@@ -118,18 +119,28 @@ def _need(n:int, labels:bool=False, per_class:bool=False):
     return missing
 
 # %% ../nbs/80_scan.ipynb #55b6484c
+PERF_KEYS = ('amp', 'fast', 'batch') # detector config keys that are performance options (`invert.Perf`), not hyper-parameters
+
+def split_perf(config:dict)->tuple:
+    "`(hyper-parameters, Perf or None)` from a detector's keyword arguments."
+    from backdoor_nb.invert import Perf
+    perf = {k: config[k] for k in PERF_KEYS if k in config}
+    return {k: v for k, v in config.items() if k not in PERF_KEYS}, (Perf(**perf) if perf else None)
+
 @register_detector('nc', needs='a small clean support set (100 images) and 200 more for the held-out ASR',
                    missing=_need(10), cost=1., weight=1.)
 def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,
                 n_support:int=100, # support images (the first of `data.order(seed)`)
                 n_heldout:int=200, # the next images, for each reversed trigger's held-out ASR
-                **config): # any `NCConfig` field, or `neural_cleanse` argument
+                **config): # any `NCConfig` field, and `Perf` options (amp, fast, batch)
     "Neural Cleanse as a detector."
     from backdoor_nb.neural_cleanse import neural_cleanse
+    hyper, perf = split_perf(config)
     idx = data.order(seed)
-    sup, ho = data.x[idx[:n_support]], data.x[idx[n_support:n_support + n_heldout]]
-    return neural_cleanse(model, sup, x_heldout=ho if len(ho) else None, classes=data.classes, device=device, progress=progress,
-                          seed=seed, budget_s=budget_s, **config)
+    s, h = idx[:n_support], idx[n_support:n_support + n_heldout]
+    lab = lambda j: None if data.y is None or not len(j) else data.y[j]
+    return neural_cleanse(model, data.x[s], lab(s), config=hyper, x_heldout=data.x[h] if len(h) else None, y_heldout=lab(h),
+                          classes=data.classes, perf=perf, device=device, progress=progress, seed=seed, budget_s=budget_s)
 
 @register_detector('smoothinv', needs='one clean start image and 500 labelled held-out images to measure transfer',
                    missing=_need(2, labels=True), cost=0.25, weight=2.)
@@ -146,20 +157,24 @@ def smoothinv_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=Non
 
 @register_detector('df-tnd', needs='no data (the input shape only)', missing=lambda data, k: None, cost=0.5, weight=0.5, default=False)
 def df_tnd_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,
-                    **config): # any `DFTNDConfig` field
-    "Data-free TrojanNet detection as a detector (`budget_s` is not enforced inside it)."
+                    layer:Optional[str]=None, **config): # any `DFTNDConfig` field, and `Perf` options
+    "Data-free TrojanNet detection as a detector."
     from backdoor_nb.tnd import df_tnd
-    return df_tnd(model, data.input_shape, classes=data.classes, device=device, progress=progress, seed=seed, **config)
+    hyper, perf = split_perf(config)
+    return df_tnd(model, data.input_shape, config=hyper, layer=layer, classes=data.classes, perf=perf, device=device, progress=progress,
+                  seed=seed, budget_s=budget_s)
 
 @register_detector('dl-tnd', needs='one clean image of every class', missing=_need(3, labels=True, per_class=True), cost=4.,
                    default=False)
 def dl_tnd_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,
-                    **config): # any `DLTNDConfig` field
-    "Data-limited TrojanNet detection as a detector, on the first image of every class in `data.order(seed)` (`budget_s` is not enforced inside it)."
+                    layer:Optional[str]=None, **config): # any `DLTNDConfig` field, and `Perf` options
+    "Data-limited TrojanNet detection as a detector, on the first image of every class in `data.order(seed)`."
     from backdoor_nb.tnd import dl_tnd
+    hyper, perf = split_perf(config)
     idx = data.order(seed); y = data.y[idx]
     first = torch.stack([idx[(y == c).nonzero()[0, 0]] for c in y.unique()])
-    return dl_tnd(model, data.x[first], data.y[first], classes=data.classes, device=device, progress=progress, seed=seed, **config)
+    return dl_tnd(model, data.x[first], data.y[first], config=hyper, layer=layer, classes=data.classes, perf=perf, device=device,
+                  progress=progress, seed=seed, budget_s=budget_s)
 
 # %% ../nbs/80_scan.ipynb #f611b5e5
 @dataclass

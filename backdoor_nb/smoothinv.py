@@ -505,7 +505,7 @@ def nc_single_image(model:nn.Module, x:Tensor, target:int, x_heldout:Optional[Te
     dev = get_device(device)
     x, target, _, _ = _prepare(model, x, target, 1., 0., 1, 1, None, dev)
     ho = _heldout(x_heldout, y_heldout)
-    r = neural_cleanse(model, x[None], labels=[target], progress=False, device=dev, **{**NC_SINGLE, **hyper})
+    r = neural_cleanse(model, x[None], labels=[target], progress=False, device=dev, config={**NC_SINGLE, **hyper})
     trig = r.trigger(target)
     asr = attack_success_rate(model, ho[0], ho[1], trigger=trig, target=target, device=dev) if ho is not None else None
     xs = trig.apply(x[None].cpu())[0]

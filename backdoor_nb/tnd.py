@@ -8,27 +8,25 @@ import math, time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from fastcore.basics import patch
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .core import (Trigger, get_device, check_images, check_labels, check_label, eval_mode, frozen, batched_logits,
-                              show_images, LabelScan, register_type)
+from .core import (Trigger, get_device, check_images, check_labels, check_label, check_model, check_real, check_positive,
+                              check_int, check_bool, check_choice, batched_logits, show_images, LabelScan, register_type, make_config, model_on)
 from .neural_cleanse import NCConfig, anomaly_index, flag_outliers, optimize_triggers
 from .layers import Layer, resolve_layer, tap
+from .invert import invert, Hinge, MaskPattern, UnitActivation, Sign, Fixed, Perf
 
 # %% auto #0
-__all__ = ['SIMILARITY_SPACES', 'TNDResult', 'DLTNDConfig', 'hinge_loss', 'per_image_triggers', 'dl_tnd', 'project_simplex',
-           'DFTNDConfig', 'activation_ascent', 'df_tnd']
+__all__ = ['SIMILARITY_SPACES', 'TNDResult', 'DLTNDResult', 'DFTNDResult', 'DLTNDConfig', 'per_image_triggers', 'dl_tnd',
+           'DFTNDConfig', 'df_tnd']
 
 # %% ../nbs/70_tnd.ipynb #d6816b8f
 @register_type
 @dataclass
 class TNDResult(LabelScan):
     "A TND scan: per-label score, anomaly index and flags (the `NCResult` interface), plus what the detector recovered."
-    method:str # 'DL-TND' or 'DF-TND'
     labels:list # the labels scanned
     score:Tensor # per-label statistic, high = suspicious (DL-TND: similarity; DF-TND: mean logit increase)
     anomaly:Tensor # MAD anomaly index of each label
@@ -39,6 +37,9 @@ class TNDResult(LabelScan):
     score_name:str='score' # y-axis label of `plot`
     info:dict=field(default_factory=dict) # detector-specific extras (similarities, per-image masks, w, ...)
     classes:Optional[list]=None
+    interrupted:bool=False # Ctrl-C stopped an optimization: the triggers so far were scored
+    budget_limited:bool=False # `budget_s` stopped an optimization early
+    method = 'TND'
 
     @property
     def detector(self)->str: return self.method.lower()
@@ -61,7 +62,7 @@ class TNDResult(LabelScan):
 
     def __repr__(self):
         fl = ', '.join(f"{self._name(l)} (index {self.anomaly[self.labels.index(l)]:.2f})" for l in self.flagged) or 'none'
-        return (f"TNDResult({self.method}, {len(self.labels)} labels, {self.seconds:.1f} s): "
+        return (f"{type(self).__name__}({len(self.labels)} labels, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''}): "
                 f"median {self.score_name} {self.score.quantile(0.5):.3g}, flagged: {fl}")
 
     def _columns(self)->dict:
@@ -83,6 +84,8 @@ class TNDResult(LabelScan):
         ax.set_title(f"{self.method}: max anomaly index {self.max_anomaly:.2f}")
         return ax
 
+    def _trigger_names(self, k:int)->list: return [f"{i}" for i in range(k)]
+
     def plot_triggers(self, n:Optional[int]=None, # how many perturbations to show (default: all)
                       size:float=1.3):
         "Masks (top) and mask*pattern (bottom) of the recovered perturbations: one per label (DL) or per noise image (DF)."
@@ -90,29 +93,36 @@ class TNDResult(LabelScan):
         k = len(m) if n is None else min(n, len(m))
         m, p = m[:k], p[:k]
         C = p.shape[1]
-        names = [self._name(l) for l in self.labels[:k]] if self.method == 'DL-TND' else [f"noise {i}" for i in range(k)]
+        names = self._trigger_names(k)
         titles = [f"{t} L1={v:.0f}" for t, v in zip(names, m.flatten(1).sum(1).tolist())] + [f"m*p {t}" for t in names]
         return show_images(torch.cat([m.expand(-1, C, -1, -1), m * p]), titles, ncols=k, size=size)
 
-# %% ../nbs/70_tnd.ipynb #067eb1ae
-@patch
-def trigger(self:TNDResult, label:int)->Trigger:
-    "DL-TND: the universal perturbation of `label` as a `Trigger`."
-    if self.method != 'DL-TND': raise ValueError(f"trigger(label) needs a DL-TND result; {self.method} recovers one perturbation per noise image")
-    i = self.labels.index(label)
-    return Trigger(self.triggers.mask[i], self.triggers.pattern[i], name=f"DL-TND label {label}")
+@register_type
+@dataclass
+class DLTNDResult(TNDResult):
+    "A DL-TND scan: the universal perturbation of every label, and how alike the per-image ones act."
+    method = 'DL-TND'
+    def _trigger_names(self, k): return [self._name(l) for l in self.labels[:k]]
+    def trigger(self, label:int)->Trigger:
+        "The universal perturbation of `label` as a `Trigger`."
+        i = self.labels.index(label)
+        return Trigger(self.triggers.mask[i], self.triggers.pattern[i], name=f"DL-TND label {label}")
+    def plot_per_image(self, label:int, # the label whose perturbations are shown
+                       n:int=8, size:float=1.3):
+        "The universal mask of `label` beside the per-image masks of `n` images of other classes, titled with their similarity."
+        j = self.labels.index(label)
+        idx = self.info['others'][j].nonzero().flatten()[:n]
+        sim = self.info['similarity'][self.info['config'].space][j]
+        imgs = torch.cat([self.triggers.mask[j][None], self.info['per_image_masks'][j, idx]])
+        titles = ['universal'] + [f"img {int(i)}: {sim[i]:.3f}" for i in idx]
+        return show_images(imgs, titles, ncols=len(imgs), size=size, suptitle=f"DL-TND label {label}: masks and similarity")
 
-@patch
-def plot_per_image(self:TNDResult, label:int, # the label whose perturbations are shown
-                   n:int=8, size:float=1.3):
-    "DL-TND: the universal mask of `label` beside the per-image masks of `n` images of other classes, titled with their similarity."
-    if self.method != 'DL-TND': raise ValueError(f"plot_per_image needs a DL-TND result, got {self.method}")
-    j = self.labels.index(label)
-    idx = self.info['others'][j].nonzero().flatten()[:n]
-    sim = self.info['similarity'][self.info['config'].space][j]
-    imgs = torch.cat([self.triggers.mask[j][None], self.info['per_image_masks'][j, idx]])
-    titles = ['universal'] + [f"img {int(i)}: {sim[i]:.3f}" for i in idx]
-    return show_images(imgs, titles, ncols=len(imgs), size=size, suptitle=f"DL-TND label {label}: masks and similarity")
+@register_type
+@dataclass
+class DFTNDResult(TNDResult):
+    "A DF-TND scan: the perturbation grown on each noise image, and each label's mean logit increase (no trigger per label)."
+    method = 'DF-TND'
+    def _trigger_names(self, k): return [f"noise {i}" for i in range(k)]
 
 # %% ../nbs/70_tnd.ipynb #d4964e07
 @register_type
@@ -123,54 +133,47 @@ class DLTNDConfig:
     success:float=0.7 # share of images that must reach label k for a universal perturbation to count (reference: 70 %)
     quantile:float=0.25 # per-label score = this quantile of the per-image similarities (reference: 0.25)
     space:str='features' # where perturbed images are compared: 'features' (second-to-last layer) or 'logits' (reference)
-    max_steps:int=1000 # upper bound of each optimization (the shared optimizer's early stop usually ends sooner)
-    lr:float=0.1 # Adam learning rate of the shared optimizer
+    max_steps:int=1000 # upper bound of each optimization (Neural Cleanse's early stop usually ends sooner)
+    lr:float=0.1 # Adam learning rate
     init_cost:float=1e-3 # initial lambda of the mask L1 term
-    seed:int=0 # seeds the optimizer's initialization and image order
+    threshold:float=2.0 # anomaly index above which a label is flagged
 
     def __post_init__(self):
-        if not self.tau > 0: raise ValueError(f"tau must be > 0, got {self.tau}")
-        if not 0 < self.success <= 1: raise ValueError(f"success must be in (0, 1], got {self.success}")
-        if not 0 <= self.quantile <= 1: raise ValueError(f"quantile must be in [0, 1], got {self.quantile}")
-        if self.space not in SIMILARITY_SPACES: raise ValueError(f"space={self.space!r} must be one of {list(SIMILARITY_SPACES)}")
+        check_positive(self.tau, 'tau'); check_real(self.success, 'success', 0, 1, lo_open=True)
+        check_real(self.quantile, 'quantile', 0, 1); check_choice(self.space, 'space', SIMILARITY_SPACES)
+        check_positive(self.threshold, 'threshold'); self.nc(self.success)
 
     def nc(self, asr_threshold:float)->NCConfig:
-        "The shared optimizer's configuration for one stage."
-        return NCConfig(lr=self.lr, init_cost=self.init_cost, max_steps=self.max_steps, asr_threshold=asr_threshold, seed=self.seed)
-
-def hinge_loss(tau:float=15.)->Callable:
-    "Targeted attack loss `max(max_{j != t} f_j - f_t, -tau)` per image, in the shared optimizer's `loss_fn` form."
-    def loss_fn(logits, target, x_stamped):
-        ft = logits.gather(1, target[:, None])[:, 0]
-        other = logits.scatter(1, target[:, None], float('-inf')).amax(1)
-        return (other - ft).clamp_min(-tau)
-    return loss_fn
+        "Neural Cleanse's configuration for one stage."
+        return NCConfig(lr=self.lr, init_cost=self.init_cost, max_steps=self.max_steps, asr_threshold=asr_threshold)
 
 SIMILARITY_SPACES = ('features', 'logits')  # where perturbed images are compared
 
 def _views(model, layer, x, trigger, device)->dict:
     "Features (the units of `layer`) and logits of the triggered images `x`, from one batched pass."
+    model = model_on(model, get_device(device))  # tapped where it runs
     with torch.no_grad(), tap(model, layer) as acts: logits = batched_logits(model, x, trigger, device=device)
     return {'features': torch.cat([a.float().cpu() for a in acts]), 'logits': logits}
 
 # %% ../nbs/70_tnd.ipynb #ce4d161a
 def per_image_triggers(model:nn.Module, x:Tensor, # images `(N, C, H, W)` in [0, 1]
-                       labels:Sequence[int], # target labels
+                       *, labels:Sequence[int], # target labels
                        skip:Sequence[Sequence[int]], # per image, labels not to attack (its own, its predicted)
-                       cfg:NCConfig, # the shared optimizer's settings
-                       loss_fn:Callable, # per-image attack loss, as for `optimize_triggers`
-                       device=None, progress:bool=True)->tuple:
-    "One (mask, pattern) per (label, image) with the shared optimizer: `(masks (L, N, 1, H, W), patterns (L, N, C, H, W))`."
+                       config:NCConfig, # Neural Cleanse's settings for this stage
+                       objective, # the per-image loss (the engine's `Hinge`)
+                       perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None)->tuple:
+    "One (mask, pattern) per (label, image), all pairs in one engine run: `(masks (L, N, 1, H, W), patterns (L, N, C, H, W), run)`."
     labels = list(labels)
     N, C, H, W = x.shape
+    pairs = [(j, i) for i in range(N) for j, l in enumerate(labels) if l not in skip[i]]
     masks, pats = torch.zeros(len(labels), N, 1, H, W), torch.zeros(len(labels), N, C, H, W)
-    for i in tqdm(range(N), desc='per-image perturbations', disable=not progress, leave=False):
-        ls = [l for l in labels if l not in skip[i]]
-        if not ls: continue
-        r = optimize_triggers(model, x[i:i + 1], ls, cfg, loss_fn=loss_fn, device=device, progress=False)
-        idx = [labels.index(l) for l in ls]
-        masks[idx, i], pats[idx, i] = r['masks'], r['patterns']
-    return masks, pats
+    if not pairs: return masks, pats, None
+    js, iz = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    tg = [labels[j] for j in js.tolist()]
+    run = optimize_triggers(model, x[iz][:, None], labels=tg, keys=tg, config=config, objective=objective, perf=perf, seed=seed,
+                            device=device, progress=progress, budget_s=budget_s)
+    masks[js, iz], pats[js, iz] = run.trigger.mask, run.trigger.pattern
+    return masks, pats, run
 
 # %% ../nbs/70_tnd.ipynb #2efd41a1
 def _check_per_class(y, labels, n_classes):
@@ -181,59 +184,56 @@ def _check_per_class(y, labels, n_classes):
 
 def _log_distance(s): return (1 - s.double()).clamp_min(1e-6).log()
 
+def _scan_labels(labels, K:int, least:int=3)->list:
+    "The labels to scan: all by default; each in range, no duplicates, at least `least` for the MAD rule."
+    labels = list(range(K)) if labels is None else [check_label(l, K, 'labels') for l in labels]
+    if len(set(labels)) != len(labels): raise ValueError(f"labels has duplicates: {labels}")
+    if len(labels) < least: raise ValueError(f"labels: the MAD rule needs at least {least} labels, got {len(labels)}")
+    return labels
+
 def dl_tnd(model:nn.Module, # any classifier mapping [0, 1] images to logits
            x:Tensor, # clean images `(N, C, H, W)` in [0, 1]: one (or more) of every class
            y:Tensor, # their labels
-           labels:Optional[Sequence[int]]=None, # candidate target labels (default: all)
-           threshold:float=2.0, # anomaly index above which a label is flagged
+           *, labels:Optional[Sequence[int]]=None, # candidate target labels (default: all)
+           config=None, # `DLTNDConfig` or a dict of its fields
            layer:Optional[str]=None, # module whose input (or output) is the feature space; default: the last nn.Linear's input
            classes:Optional[Sequence[str]]=None, # class names for display
-           device=None, # `None`: CUDA when available
-           progress:bool=True,
-           **hyper)->TNDResult: # any `DLTNDConfig` field (tau, success, quantile, space, max_steps, lr, init_cost, seed)
+           perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True,
+           budget_s:Optional[float]=None, # wall-clock cap, shared by the two stages (each keeps its best triggers so far)
+          )->DLTNDResult:
     "Data-limited TrojanNet detector: flag labels whose universal and per-image perturbations act alike."
-    cfg = DLTNDConfig(**hyper)
-    check_images(x, 'x')
-    dev = get_device(device)
-    n_classes = batched_logits(model, x[:1], device=dev).shape[1]
-    check_labels(y, n_classes, 'y', n=len(x))
-    labels = list(range(n_classes)) if labels is None else [check_label(l, n_classes, 'labels') for l in labels]
-    if len(labels) < 3: raise ValueError(f"labels: the MAD rule needs at least 3 labels, got {len(labels)}")
-    _check_per_class(y, labels, n_classes)
+    cfg = make_config(DLTNDConfig, config)
+    K = check_model(model, x, name='x')
+    y = check_labels(y, K, 'y', n=len(x))
+    labels = _scan_labels(labels, K)
+    _check_per_class(y, labels, K)
     t0 = time.time()
+    left = lambda: None if budget_s is None else max(budget_s - (time.time() - t0), 1e-3)
     x, y = x.cpu(), y.cpu()
-    lf = hinge_loss(cfg.tau)
-    u = optimize_triggers(model, x, labels, cfg.nc(cfg.success), loss_fn=lf, device=dev, progress=progress)  # universal
-    pred = batched_logits(model, x, device=dev).argmax(1)
-    pm, pp = per_image_triggers(model, x, labels, [(int(a), int(b)) for a, b in zip(y, pred)], cfg.nc(1.0), lf, dev, progress)
-    lay = resolve_layer(model, x[:1], layer, device=dev)
+    hinge = Hinge(cfg.tau)
+    u = optimize_triggers(model, x, labels=labels, config=cfg.nc(cfg.success), objective=hinge, perf=perf, seed=seed, device=device,
+                          progress=progress, budget_s=left())  # universal
+    pred = batched_logits(model, x, device=device).argmax(1)
+    pm, pp, per = per_image_triggers(model, x, labels=labels, skip=[(int(a), int(b)) for a, b in zip(y, pred)], config=cfg.nc(1.0),
+                                     objective=hinge, perf=perf, seed=seed, device=device, progress=progress, budget_s=left())
+    lay = resolve_layer(model, x[:1], layer, device=device)
     L, N = len(labels), len(x)
     xs = x.repeat(L, 1, 1, 1)  # every image once per label: one batched pass per kind of perturbation
-    vu = _views(model, lay, xs, Trigger(u['masks'].repeat_interleave(N, 0), u['patterns'].repeat_interleave(N, 0)), dev)
-    vp = _views(model, lay, xs, Trigger(pm.flatten(0, 1), pp.flatten(0, 1)), dev)
+    vu = _views(model, lay, xs, Trigger(u.trigger.mask.repeat_interleave(N, 0), u.trigger.pattern.repeat_interleave(N, 0)), device)
+    vp = _views(model, lay, xs, Trigger(pm.flatten(0, 1), pp.flatten(0, 1)), device)
     sims = {k: F.cosine_similarity(vu[k].view(L, N, -1), vp[k].view(L, N, -1), dim=2) for k in SIMILARITY_SPACES}  # (labels, N)
     others = torch.stack([y != l for l in labels])  # D_{k-} of each label
     score = torch.stack([sims[cfg.space][j][others[j]].quantile(cfg.quantile) for j in range(len(labels))])
     ld = _log_distance(score)
-    anomaly, flags = anomaly_index(ld), flag_outliers(ld, threshold, side='low')
+    anomaly, flags = anomaly_index(ld), flag_outliers(ld, cfg.threshold, side='low')
     med = ld.quantile(0.5); mad = 1.4826 * (ld - med).abs().quantile(0.5)
     info = {'similarity': sims, 'others': others, 'per_image_masks': pm, 'per_image_patterns': pp,
-            'universal_l1': u['masks'].flatten(1).sum(1), 'per_image_l1': pm.flatten(2).sum(2), 'layer': lay.tap, 'config': cfg}
-    return TNDResult('DL-TND', labels, score.float(), anomaly, [l for l, f in zip(labels, flags) if f],
-                     1 - math.exp(med - threshold * mad), Trigger(u['masks'], u['patterns'], name='DL-TND universal'),
-                     time.time() - t0, f'{cfg.space} similarity', info, list(classes) if classes is not None else None)
-
-# %% ../nbs/70_tnd.ipynb #3f6612ba
-def project_simplex(v:Tensor # a vector
-                   )->Tensor:
-    "Euclidean projection of `v` onto the probability simplex `{w : w >= 0, sum(w) = 1}` (sort-based, exact)."
-    if v.ndim != 1 or v.numel() == 0: raise ValueError(f"v must be a non-empty vector, got shape {tuple(v.shape)}")
-    if not torch.isfinite(v).all(): raise ValueError("v contains NaN or infinite values")
-    u, _ = v.sort(descending=True)
-    css = u.cumsum(0) - 1
-    k = torch.arange(1, len(v) + 1, device=v.device, dtype=v.dtype)
-    rho = int((u - css / k > 0).nonzero().max())
-    return (v - css[rho] / (rho + 1)).clamp_min(0)
+            'universal_l1': u.size.float(), 'per_image_l1': pm.flatten(2).sum(2), 'layer': lay.tap, 'config': cfg}
+    runs = [r for r in (u, per) if r is not None]
+    return DLTNDResult(labels, score.float(), anomaly, [l for l, f in zip(labels, flags) if f],
+                       1 - math.exp(med - cfg.threshold * mad), Trigger(u.trigger.mask, u.trigger.pattern, name='DL-TND universal'),
+                       time.time() - t0, f'{cfg.space} similarity', info, list(classes) if classes is not None else None,
+                       any(r.interrupted for r in runs), any(r.budget_limited for r in runs))
 
 # %% ../nbs/70_tnd.ipynb #984e625e
 @register_type
@@ -243,81 +243,54 @@ class DFTNDConfig:
     n_images:int=10 # random-noise inputs
     steps:int=1000 # signed-gradient steps per phase
     step_size:float=0.1 # step on m, delta and w (times the sign of the gradient)
-    lam:float=1e-3 # weight lambda of the mask L1 term
+    lam:float=1e-3 # weight lambda of the mask L1 term (in the gradient, and as a proximal shrink of step_size * lam)
     refine:bool=True # a second phase restarted from the image-average of (m, delta)
-    seed:int=0 # seeds the noise images
+    threshold:float=2.0 # anomaly index above which a label is flagged
 
     def __post_init__(self):
-        for k in ('n_images', 'steps'):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not (isinstance(v, int) and v >= 1): raise ValueError(f"{k} must be an int >= 1, got {v!r}")
-        if not self.step_size > 0: raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        if not self.lam >= 0: raise ValueError(f"lam must be >= 0, got {self.lam}")
+        check_int(self.n_images, 'n_images'); check_int(self.steps, 'steps'); check_positive(self.step_size, 'step_size')
+        check_positive(self.lam, 'lam', strict=False); check_bool(self.refine, 'refine'); check_positive(self.threshold, 'threshold')
 
-def activation_ascent(model:nn.Module, layer:Layer, # the units to excite (`mitigation.resolve_layer`)
-                      x0:Tensor, # noise images `(N, C, H, W)` in [0, 1]
-                      cfg:DFTNDConfig,
-                      mask:Optional[Tensor]=None, pattern:Optional[Tensor]=None, w:Optional[Tensor]=None, # start (default: 0, 0.5, uniform)
-                      device=None, progress:bool=True, desc:str='DF-TND')->tuple:
-    "Maximize `mean_i w.r(x_hat_i) - lam*||m||_1` by signed-gradient steps, w on the simplex; returns `(m, delta, w, objective trace)`."
-    dev = get_device(device)
-    N, C, H, W = x0.shape
-    x0 = x0.to(dev)
-    m = (torch.zeros(N, 1, H, W) if mask is None else mask.clone()).to(dev)
-    p = (torch.full((N, C, H, W), 0.5) if pattern is None else pattern.clone()).to(dev)
-    s, lam, trace = cfg.step_size, cfg.lam, []
-    with tap(model, layer) as acts:
-        if w is None:
-            with torch.no_grad(): model(x0[:1])
-            n = acts.pop().shape[1]; w = torch.full((n,), 1 / n)
-        w = w.to(dev)
-        for _ in tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False):
-            m.requires_grad_(True); p.requires_grad_(True); w.requires_grad_(True)
-            model(((1 - m) * x0 + m * p).clamp(0, 1))
-            obj = (acts.pop() * w).sum(1).mean() - lam * m.abs().sum()
-            gm, gp, gw = torch.autograd.grad(obj, [m, p, w])
-            with torch.no_grad():
-                m = (m + s * gm.sign() - s * lam).clamp(0, 1)  # ascent step, L1 shrink (m >= 0), box
-                p = (p + s * gp.sign()).clamp(0, 1)
-                w = project_simplex(w + s * gw.sign())
-            trace.append(obj.item())
-    return m.detach().cpu(), p.detach().cpu(), w.detach().cpu(), trace
+    def parts(self, layer:Layer)->dict:
+        "The engine's parts for one phase: a box-constrained mask and pattern per noise image, unit excitation, signed steps."
+        # The reference maximizes mean_i w.r_i - lam |M|_1 over all images: per image (one engine row each), the same
+        # balance between the data term and the L1 term is a weight of n_images * lam on the row's |m|_1.
+        return dict(param=MaskPattern('box', mask_init=0., pattern_init=0.5, prox=self.lam), optimizer=Sign(self.step_size),
+                    schedule=Fixed(self.steps, cost=self.lam * self.n_images))
 
 # %% ../nbs/70_tnd.ipynb #72d59252
-def _check_shape(shape):
-    ok = isinstance(shape, (tuple, list, torch.Size)) and len(shape) == 3 and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
-    if not ok: raise ValueError(f"shape must be (C, H, W) with positive ints, got {shape!r}")
-    return tuple(shape)
-
 def df_tnd(model:nn.Module, # any classifier mapping [0, 1] images to logits
-           shape:Sequence[int], # input shape `(C, H, W)`: all the detector knows about the data
-           threshold:float=2.0, # anomaly index above which a label is flagged
+           input_shape:Sequence[int], # `(C, H, W)`: all the detector knows about the data
+           *, config=None, # `DFTNDConfig` or a dict of its fields
            layer:Optional[str]=None, # module whose input (or output) units are excited; default: the last nn.Linear's input
            classes:Optional[Sequence[str]]=None, # class names for display
-           device=None, # `None`: CUDA when available
-           progress:bool=True,
-           **hyper)->TNDResult: # any `DFTNDConfig` field (n_images, steps, step_size, lam, refine, seed)
+           perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True,
+           budget_s:Optional[float]=None, # wall-clock cap, shared by the two phases
+          )->DFTNDResult:
     "Data-free TrojanNet detector: excite hidden units from random noise, flag labels whose logit jumps."
-    cfg = DFTNDConfig(**hyper)
-    C, H, W = _check_shape(shape)
-    dev = get_device(device)
-    x0 = torch.rand(cfg.n_images, C, H, W, generator=torch.Generator().manual_seed(cfg.seed))
+    cfg = make_config(DFTNDConfig, config)
+    K = check_model(model, input_shape=input_shape)
+    C, H, W = (int(v) for v in input_shape)
+    if K < 3: raise ValueError(f"the model has {K} outputs; the MAD rule needs at least 3 labels")
+    x0 = torch.rand(cfg.n_images, C, H, W, generator=torch.Generator().manual_seed(seed))
     t0 = time.time()
-    lay = resolve_layer(model, x0[:1], layer, device=dev)
-    labels = list(range(batched_logits(model, x0[:1], device=dev).shape[1]))
-    if len(labels) < 3: raise ValueError(f"the model has {len(labels)} outputs; the MAD rule needs at least 3 labels")
-    with eval_mode(model), frozen(model):
-        m, p, w, tr = activation_ascent(model, lay, x0, cfg, device=dev, progress=progress)
-        if cfg.refine:
-            m, p = m.mean(0, keepdim=True).expand_as(m).clone(), p.mean(0, keepdim=True).expand_as(p).clone()
-            m, p, w, tr2 = activation_ascent(model, lay, x0, cfg, m, p, w, device=dev, progress=progress, desc='DF-TND refine')
-            tr = tr + tr2
-    trig = Trigger(m, p, name='DF-TND')
-    before, after = batched_logits(model, x0, device=dev), batched_logits(model, x0, trig, device=dev)
+    left = lambda: None if budget_s is None else max(budget_s - (time.time() - t0), 1e-3)
+    lay = resolve_layer(model, x0[:1], layer, device=device)
+    rows = dict(targets=[0] * cfg.n_images, keys=range(cfg.n_images), perf=perf, seed=seed, device=device, progress=progress)
+    run = invert(model, x0[:, None], objective=UnitActivation(lay), desc='DF-TND', budget_s=left(), **rows, **cfg.parts(lay))
+    runs = [run]
+    if cfg.refine and not (run.interrupted or run.budget_limited):  # restart every image from the average perturbation
+        avg = {k: v.mean(0, keepdim=True).expand_as(v).clone() for k, v in run.params.items()}
+        run = invert(model, x0[:, None], objective=UnitActivation(lay, w0=run.shared['w']), init=avg, desc='DF-TND refine',
+                     budget_s=left(), **rows, **cfg.parts(lay))
+        runs.append(run)
+    trig = Trigger(run.trigger.mask, run.trigger.pattern, name='DF-TND')
+    before, after = batched_logits(model, x0, device=device), batched_logits(model, x0, trig, device=device)
     score = (after - before).mean(0)  # L_k
-    anomaly, flags = anomaly_index(score), flag_outliers(score, threshold, side='high')
+    anomaly, flags = anomaly_index(score), flag_outliers(score, cfg.threshold, side='high')
     sd = score.double(); med = sd.quantile(0.5); mad = 1.4826 * (sd - med).abs().quantile(0.5)
-    info = {'noise': x0, 'w': w, 'objective': tr, 'logits_before': before, 'logits_after': after, 'layer': lay.tap, 'config': cfg}
-    return TNDResult('DF-TND', labels, score, anomaly, [l for l, f in zip(labels, flags) if f], float(med + threshold * mad),
-                     trig, time.time() - t0, 'mean logit increase', info, list(classes) if classes is not None else None)
+    info = {'noise': x0, 'w': run.shared['w'], 'objective': torch.cat([-r.history['loss'].mean(1) for r in runs]).tolist(),
+            'logits_before': before, 'logits_after': after, 'layer': lay.tap, 'config': cfg}
+    return DFTNDResult(list(range(K)), score, anomaly, [l for l, f in zip(range(K), flags) if f], float(med + cfg.threshold * mad),
+                       trig, time.time() - t0, 'mean logit increase', info, list(classes) if classes is not None else None,
+                       any(r.interrupted for r in runs), any(r.budget_limited for r in runs))

@@ -37,9 +37,9 @@ def reversed_trigger(ds, name, zm, clean_x, scan, seed, cache, max_steps=None, f
     else:
         labels = None if scan == 'full' else [tgt]
         t0 = time.time()
-        hyper = {'max_steps': max_steps} if max_steps else {}
-        if fast: hyper.update(amp=True, channels_last=True)
-        r = neural_cleanse(zm.model, clean_x, labels=labels, progress=False, seed=seed, **hyper)
+        from backdoor_nb.invert import Perf
+        r = neural_cleanse(zm.model, clean_x, labels=labels, progress=False, seed=seed, config={'max_steps': max_steps} if max_steps else None,
+                           perf=Perf(amp=True, fast=True) if fast else None)
         d = {'masks': r.masks, 'patterns': r.patterns, 'l1': r.l1, 'anomaly': r.anomaly,
              'labels': torch.tensor(r.labels), 'flagged': torch.tensor([l in r.flagged for l in r.labels]),
              'seconds': torch.tensor([time.time() - t0])}

@@ -1,7 +1,10 @@
-"Neural Cleanse: bad input raises clear errors; results never contain NaN; interrupting keeps partial results."
+"Neural Cleanse: bad input raises clear errors; results never contain NaN; interrupting keeps partial results; the caller's model is untouched."
 import pytest, torch
 from torch import nn
 from backdoor_nb.neural_cleanse import neural_cleanse, anomaly_index, NCConfig
+from backdoor_nb.core import make_config
+
+FAST = dict(max_steps=3, samples_per_step=32, batch_size=8)
 
 @pytest.fixture
 def model():
@@ -22,32 +25,42 @@ def test_output_width_mismatch(model, x):
 
 def test_bad_hyper_parameters():
     with pytest.raises(ValueError, match='asr_threshold'): NCConfig(asr_threshold=1.5)
-    with pytest.raises(ValueError, match='chunk'): NCConfig(chunk=0)
+    with pytest.raises(ValueError, match=r"unknown NCConfig field\(s\) \['chunk'\]"): make_config(NCConfig, chunk=0)
+    with pytest.raises(ValueError, match='max_steps must be an int >= 1'): NCConfig(max_steps=True)
 
 def test_no_nan_and_deterministic(model, x):
-    a = neural_cleanse(model, x, max_steps=3, samples_per_step=32, batch_size=8, progress=False, device='cpu')
-    b = neural_cleanse(model, x, max_steps=3, samples_per_step=32, batch_size=8, progress=False, device='cpu')
+    a = neural_cleanse(model, x, config=FAST, progress=False, device='cpu')
+    b = neural_cleanse(model, x, config=FAST, progress=False, device='cpu')
     assert torch.isfinite(a.l1).all() and torch.isfinite(a.anomaly).all()
     torch.testing.assert_close(a.l1, b.l1)
     assert a.masks.shape == (5, 1, 8, 8) and a.patterns.shape == (5, 1, 8, 8)
 
-def test_interrupt_keeps_partial_results(model, x, monkeypatch):
-    import backdoor_nb.neural_cleanse as nc
-    calls = {'n': 0}
-    orig = nc._LabelState.update
-    def update(self, *a, **k):
-        calls['n'] += 1
-        if calls['n'] > 10: raise KeyboardInterrupt
-        return orig(self, *a, **k)
-    monkeypatch.setattr(nc._LabelState, 'update', update)
-    r = neural_cleanse(model, x, max_steps=50, samples_per_step=16, batch_size=8, progress=False, device='cpu')
-    assert r.interrupted and torch.isfinite(r.l1).all()
+class _Interrupting(nn.Module):
+    "Raises KeyboardInterrupt once, on its (after+1)-th forward pass, as a user's Ctrl-C would."
+    def __init__(self, net, after): super().__init__(); self.net, self.n, self.after = net, 0, after
+    def forward(self, x):
+        self.n += 1
+        if self.n == self.after + 1: raise KeyboardInterrupt
+        return self.net(x)
+
+def test_interrupt_keeps_partial_results(model, x):
+    r = neural_cleanse(_Interrupting(model, 12), x, config=dict(max_steps=50, samples_per_step=16, batch_size=8), progress=False, device='cpu')
+    assert r.interrupted and torch.isfinite(r.l1).all() and (r.steps > 0).all() and (r.steps < 50).all()
 
 def test_anomaly_index_needs_three():
     with pytest.raises(ValueError, match='at least 3'): anomaly_index([1., 2.])
 
-def test_parameter_flags_restored(model, x):
-    "The scan freezes the weights while it runs and leaves each `requires_grad` flag as it found it."
-    model[1].bias.requires_grad_(False)
-    neural_cleanse(model, x, max_steps=2, samples_per_step=16, batch_size=8, progress=False, device='cpu')
+def test_caller_model_untouched(model, x):
+    "The scan freezes the weights while it runs and leaves each flag, mode, buffer, grad and the global RNG as it found them."
+    model[1].bias.requires_grad_(False); model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    neural_cleanse(model, x, config=dict(max_steps=2, samples_per_step=16, batch_size=8), progress=False, device='cpu')
     assert [p.requires_grad for p in model.parameters()] == [True, False]
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+def test_budget_marks_result(model, x):
+    r = neural_cleanse(model, x, config=dict(max_steps=500, samples_per_step=16, batch_size=8), budget_s=1e-3, progress=False, device='cpu')
+    assert r.budget_limited and (r.steps >= 1).all()

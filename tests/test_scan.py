@@ -49,7 +49,7 @@ def test_registry_extends(data):
     from backdoor_nb.neural_cleanse import neural_cleanse
     @register_detector('nc-short', needs='10 images', missing=lambda d, k: None, cost=0.1, default=False)
     def short(model, data, *, seed=0, device=None, progress=True, budget_s=None, **cfg):
-        return neural_cleanse(model, data.x[:20], max_steps=40, progress=False, device=device, seed=seed)
+        return neural_cleanse(model, data.x[:20], config=dict(max_steps=40), progress=False, device=device, seed=seed)
     try:
         r = scan(ToyBackdoor(), data, ['nc-short'], progress=False, device='cpu')
         assert list(r.results) == ['nc-short'] and r.verdict.votes['nc-short']['weight'] == 1.

@@ -5,7 +5,8 @@ from torch import nn
 from backdoor_nb.data import ImageData, load_data
 from backdoor_nb.attacks import Backdoor, AllToOne, PoisonedData, place, solid_patch
 from backdoor_nb.models import train
-from backdoor_nb.tnd import dl_tnd, df_tnd, project_simplex, DLTNDConfig, DFTNDConfig
+from backdoor_nb.tnd import dl_tnd, df_tnd, DLTNDConfig, DFTNDConfig
+from backdoor_nb.invert import project_simplex
 
 TARGET = 3
 
@@ -48,12 +49,12 @@ def test_label_out_of_range(toy, one):
 def test_bad_hyper_parameters(toy):
     with pytest.raises(ValueError, match='quantile must be in'): DLTNDConfig(quantile=1.5)
     with pytest.raises(ValueError, match='steps must be an int >= 1'): DFTNDConfig(steps=0)
-    with pytest.raises(ValueError, match=r'shape must be \(C, H, W\)'): df_tnd(toy, (14, 14), progress=False, device='cpu')
+    with pytest.raises(ValueError, match=r'input_shape must be \(C, H, W\)'): df_tnd(toy, (14, 14), progress=False, device='cpu')
 
 # --- more than one image per class
 def test_more_images_per_class_are_used(toy, digits):
     three = digits[1].per_class(3, seed=2)
-    r = dl_tnd(toy, three.x, three.y, max_steps=20, progress=False, device='cpu')
+    r = dl_tnd(toy, three.x, three.y, config=dict(max_steps=20), progress=False, device='cpu')
     assert r.info['similarity']['features'].shape == (10, 30)
     assert (r.info['others'].sum(1) == 27).all()  # each label compares over the 27 images of the other classes
     assert r.info['per_image_masks'].shape == (10, 30, 1, 14, 14)
@@ -61,7 +62,7 @@ def test_more_images_per_class_are_used(toy, digits):
 
 # --- DF-TND's weights stay on the simplex
 def test_w_on_the_simplex(toy):
-    r = df_tnd(toy, (1, 14, 14), steps=40, progress=False, device='cpu')
+    r = df_tnd(toy, (1, 14, 14), config=dict(steps=40), progress=False, device='cpu')
     w = r.info['w']
     assert w.shape == (64,)
     assert (w >= 0).all() and (w <= 1).all() and abs(w.sum().item() - 1) < 1e-5
@@ -78,13 +79,13 @@ def test_project_simplex():
 
 # --- seeds reproduce
 def test_deterministic_for_a_seed(toy, one):
-    a = dl_tnd(toy, one.x, one.y, max_steps=20, progress=False, device='cpu')
-    b = dl_tnd(toy, one.x, one.y, max_steps=20, progress=False, device='cpu')
+    a = dl_tnd(toy, one.x, one.y, config=dict(max_steps=20), progress=False, device='cpu')
+    b = dl_tnd(toy, one.x, one.y, config=dict(max_steps=20), progress=False, device='cpu')
     torch.testing.assert_close(a.score, b.score); torch.testing.assert_close(a.triggers.mask, b.triggers.mask)
-    c = df_tnd(toy, (1, 14, 14), steps=30, progress=False, device='cpu')
-    d = df_tnd(toy, (1, 14, 14), steps=30, progress=False, device='cpu')
+    c = df_tnd(toy, (1, 14, 14), config=dict(steps=30), progress=False, device='cpu')
+    d = df_tnd(toy, (1, 14, 14), config=dict(steps=30), progress=False, device='cpu')
     torch.testing.assert_close(c.score, d.score); torch.testing.assert_close(c.info['w'], d.info['w'])
-    e = df_tnd(toy, (1, 14, 14), steps=30, seed=1, progress=False, device='cpu')
+    e = df_tnd(toy, (1, 14, 14), config=dict(steps=30), seed=1, progress=False, device='cpu')
     assert not torch.equal(e.info['noise'], c.info['noise'])
 
 # --- both detectors find the toy's target
