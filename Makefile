@@ -12,7 +12,7 @@ test:
 slow: install
 	MPLBACKEND=Agg .venv/bin/nbdev_test --flags slow --n_workers 1
 lab: install
-	.venv/bin/jupyter lab --ServerApp.root_dir=nbs
+	.venv/bin/jupyter lab --ServerApp.root_dir=nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 docs: install
 	MPLBACKEND=Agg .venv/bin/python tools/build_docs.py
 bench: install
