@@ -6,8 +6,12 @@
    is refused up front, listed with the notebook and cell number.
 2. `to_mkdocs` turns a processed notebook into a plain one: the frontmatter becomes the `# Title` and
    description, `#|` lines are removed and acted on (echo/output/include), show_doc output becomes markdown,
-   Pandoc-only link attributes become HTML, links into the nbdev site become relative, TeX becomes MathML.
-3. mkdocs-material + mkdocs-jupyter build a static site (figures embedded as data URIs, no CDN fonts).
+   Pandoc-only link attributes become HTML, links into the nbdev site become relative, TeX becomes MathML (TeX it
+   cannot convert stops the build), show_doc signatures are wrapped to the text column and kept in source order.
+   Saved widget state goes into the page with the vendored @jupyter-widgets/html-manager (tools/vendor/html-manager),
+   which renders each widget's saved view offline.
+3. mkdocs-material + mkdocs-jupyter build a static site (figures embedded as data URIs, no CDN fonts or scripts);
+   tools/docs_hooks.py reads each page's table of contents from its rendered headings.
 """
 import argparse, ast, json, logging, os, re, shutil, sys, textwrap
 from pathlib import Path
