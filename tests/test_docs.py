@@ -62,6 +62,8 @@ def test_helpers_see_what_they_should(tmp_path):
     p = tmp_path/'01_x.ipynb'; p.write_text(json.dumps(nb))
     assert (title(p), shown_names(p), n_images(p)) == ('My title', ['f', 'A.g2'], 1)
     assert patched_methods(p) == {'A.g', 'B.g'}  # nbdev leaves `_private` names alone
+    assert FLOAT32_NOISE.findall("{'acc': 0.9869999885559082, 'fpr': 0.057500001043081284, 'x': 0.3333333333333333, 'y': 0.080078125, 'z': 1.0}") == \
+        ['0.9869999885559082', '0.057500001043081284']
     assert headings('<h3 id="f">f<a class="anchor-link" href="#f">¶</a></h3>') == ['f']
     page = ('<div class="jp-RenderedMarkdown celltag_show_doc" data-mime-type="text/markdown"><hr><h3 id="f">f</h3><p>doc</p></div>'
             '<div class="jp-RenderedMarkdown"><h2 id="g">g</h2></div>'
@@ -191,6 +193,17 @@ def patched_methods(nb_path):
 def test_no_show_doc_of_patched_methods(nb):
     dup = sorted(set(shown_names(nb)) & patched_methods(nb))
     assert not dup, f'{nb.name}: nbdev already documents the @patch methods {dup} after their export cell; remove their show_doc cells'
+
+FLOAT32_NOISE = re.compile(r'\b\d+\.\d*?(?:0{4,}|9{4,})[1-9]\d+')  # a float32 printed as a double: 0.9869999885559082
+
+def float_noise(nb_path):
+    "Numbers in a notebook's saved text outputs that are float32 values printed with a double's digits."
+    return [m for c, _, dirs in _cells(nb_path) if c['cell_type'] == 'code' for o in c.get('outputs', [])
+            for m in FLOAT32_NOISE.findall(''.join(o.get('text', '')) + ''.join(o.get('data', {}).get('text/plain', '')))]
+
+@pytest.mark.parametrize('nb', source_notebooks(), ids=lambda p: p.name)
+def test_no_float32_noise_in_outputs(nb):
+    assert not float_noise(nb), f'{nb.name} prints {float_noise(nb)[:3]}: round where the cell prints (e.g. `round(v, 3)`)'
 
 def show_doc_titles(page_html):
     "Titles of a page's show_doc entries (the first heading of each cell tagged `show_doc`)."
