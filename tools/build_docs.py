@@ -6,10 +6,14 @@
    is refused up front, listed with the notebook and cell number.
 2. `to_mkdocs` turns a processed notebook into a plain one: the frontmatter becomes the `# Title` and
    description, `#|` lines are removed and acted on (echo/output/include), show_doc output becomes markdown,
-   Pandoc-only link attributes become HTML, links into the nbdev site become relative, TeX becomes MathML.
-3. mkdocs-material + mkdocs-jupyter build a static site (figures embedded as data URIs, no CDN fonts).
+   Pandoc-only link attributes become HTML, links into the nbdev site become relative, TeX becomes MathML (TeX it
+   cannot convert stops the build), show_doc signatures are wrapped to the text column and kept in source order.
+   Saved widget state goes into the page with the vendored @jupyter-widgets/html-manager (tools/vendor/html-manager),
+   which renders each widget's saved view offline.
+3. mkdocs-material + mkdocs-jupyter build a static site (figures embedded as data URIs, no CDN fonts or scripts);
+   tools/docs_hooks.py reads each page's table of contents from its rendered headings.
 """
-import argparse, ast, json, logging, os, re, shutil, sys
+import argparse, ast, json, logging, os, re, shutil, sys, textwrap
 from pathlib import Path
 
 import yaml
@@ -54,17 +58,79 @@ def _entities(text:str)->str: return ''.join(f'&#{ord(ch)};' if ch in '[]()*_`\\
 
 def _mathml(tex:str, display:str)->str:
     "TeX to MathML, which browsers render natively (no MathJax download); markdown-active characters as entities."
+    tex = ' '.join(tex.split())  # an inline formula may be wrapped over source lines
     try: html = convert(tex, display=display)
-    except Exception: return f'${tex}$' if display == 'inline' else f'$${tex}$$'  # unsupported TeX stays as written
+    except Exception as e: raise DocsError(f'latex2mathml cannot convert ${tex}$: {e}') from e
+    html = html.replace('<mi>\\arg</mi>', '<mi>arg</mi>')  # the one operator name latex2mathml leaves as TeX
+    left = re.findall(r'\\[A-Za-z]+', ''.join(re.findall(r'>([^<]*)<', html)))  # commands it does not know come out as text
+    if left: raise DocsError(f'latex2mathml leaves the TeX commands {left} as text in ${tex}$')
     return re.sub(r'>([^<]+)<', lambda m: f'>{_entities(m[1])}<', html)
 
 def _math(md:str)->str:
-    "Convert `$$...$$` and `$...$` outside code to MathML."
+    "Convert `$$...$$` and `$...$` (which may span lines, not paragraphs) outside code to MathML."
     parts = re.split(r'(```.*?```|`[^`\n]*`)', md, flags=re.S)  # odd parts are code: left alone
     for i in range(0, len(parts), 2):
         parts[i] = re.sub(r'\$\$(.+?)\$\$', lambda m: _mathml(m[1], 'block'), parts[i], flags=re.S)
-        parts[i] = re.sub(r'(?<![\\$])\$([^$\n]+?)\$', lambda m: _mathml(m[1], 'inline'), parts[i])
+        parts[i] = re.sub(r'(?<![\\$])\$((?:[^$\n]|\n(?![ \t]*\n))+?)\$', lambda m: _mathml(m[1], 'inline'), parts[i])
     return ''.join(parts)
+
+SIG_WIDTH = 80  # characters of a signature line: fits the text column at 1400 px (longer ones still wrap, see EXTRA_CSS)
+
+def _top_level(s:str, sep:str)->list:
+    "Positions of `sep` in `s` outside brackets and string literals."
+    hits, depth, quote, i = [], 0, None, 0
+    while i < len(s):
+        ch = s[i]
+        if quote:
+            if ch == '\\': i += 1
+            elif ch == quote: quote = None
+        elif ch in '\'"': quote = ch
+        elif ch in '([{': depth += 1
+        elif ch in ')]}': depth -= 1
+        elif depth == 0 and s.startswith(sep, i): hits.append(i)
+        i += 1
+    return hits
+
+def _wrap_signature_line(line:str, width:int=SIG_WIDTH)->list:
+    "Break a long signature line between its parameters; a trailing `# docment` goes on lines of its own below them."
+    if len(line) <= width: return [line]
+    indent, body = line[:len(line) - len(line.lstrip())], line.strip()
+    hash_at = _top_level(body, '#')
+    code, comment = (body[:hash_at[0]].rstrip(), body[hash_at[0]:]) if hash_at else (body, '')
+    cuts = [-2] + _top_level(code, ', ') + [len(code)]
+    params = [code[a + 2:b] for a, b in zip(cuts, cuts[1:])]
+    lines, cur = [], ''
+    for p in params:
+        if cur and len(indent) + len(cur) + len(p) + 3 > width: lines.append(f'{indent}{cur},'); cur = p
+        else: cur = f'{cur}, {p}' if cur else p
+    lines.append(indent + cur)
+    if comment and len(lines[-1]) + 1 + len(comment) <= width: lines[-1] += ' ' + comment
+    elif comment: lines += textwrap.wrap(comment, width, initial_indent=indent + '    ', subsequent_indent=indent + '    # ')
+    return lines
+
+def _signatures(md:str)->str:
+    "show_doc's signature block: names nbdev linked inside it back to plain `name`, long lines wrapped."
+    def fix(m):
+        code = re.sub(r'\[(`[^`\]]+`)\]\([^)\s]+\)', r'\1', m[2])
+        return m[1] + '\n'.join(l for line in code.split('\n') for l in _wrap_signature_line(line)) + m[3]
+    return re.sub(r'(```python\n)(.*?)(```)', fix, md, flags=re.S)
+
+def _source_line(md:str):
+    m = re.search(r'<a href="[^"]*/([^/"]+\.py)#L(\d+)"', md)
+    return (m[1], int(m[2])) if m else None
+
+def _source_order(cells:list)->list:
+    "Runs of consecutive show_doc entries of one module in source order (nbdev inserts those of one cell reversed)."
+    out, run = [], []
+    def flush():
+        keys = [_source_line(c['source']) for c in run]
+        same = all(keys) and len({k[0] for k in keys}) == 1
+        out.extend(sorted(run, key=lambda c: _source_line(c['source'])[1]) if same else run); run.clear()
+    for c in cells:
+        if 'show_doc' in c.get('metadata', {}).get('tags', []): run.append(c); continue
+        flush(); out.append(c)
+    flush()
+    return out
 
 def _fix_md(md:str, site_url:str, depth:int)->str:
     "Markdown fixes for mistune: math to MathML, Pandoc `[t](u){attrs}` links to HTML, site links made relative, nbdev anchors."
@@ -76,7 +142,30 @@ def _fix_md(md:str, site_url:str, depth:int)->str:
         return anchor + m[1] + ' ' + m[2].replace('_', r'\_')
     return re.sub(r'^(#{2,4}) ([\w.]+)$', _heading, md, flags=re.M)
 
+EXTRA_CSS = '''.md-grid { max-width: 80rem; }  /* room for show_doc signatures */
+/* a show_doc signature wraps inside the text column instead of scrolling sideways */
+.celltag_show_doc pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+'''
+
 def _md(src): return {'cell_type': 'markdown', 'metadata': {}, 'source': src}
+
+WIDGET_STATE, WIDGET_VIEW = 'application/vnd.jupyter.widget-state+json', 'application/vnd.jupyter.widget-view+json'
+HTML_MANAGER = ROOT/'tools'/'vendor'/'html-manager'  # @jupyter-widgets/html-manager's standalone embed.js (see its README)
+
+def _widget_views(cells)->list: return [o['data'][WIDGET_VIEW]['model_id'] for c in cells for o in c.get('outputs', [])
+                                        if WIDGET_VIEW in o.get('data', {})]
+
+def _script(mime:str, obj)->str: return f'<script type="{mime}">' + json.dumps(obj, separators=(',', ':')).replace('</', '<\\/') + '</script>'
+
+def _widget_view_html(out:dict)->dict:
+    "A widget-view output as the HTML tag the HTML manager replaces with the rendered widget (nbconvert shows it only with `widgets` metadata, which also makes it load the manager from a CDN)."
+    return {**out, 'data': {'text/html': _script(WIDGET_VIEW, out['data'][WIDGET_VIEW])}}
+
+def _widgets_cell(state:dict, depth:int)->dict:
+    "A raw HTML cell with the saved widget state and the bundled HTML manager, which renders each widget view from it on load."
+    src = (_script(WIDGET_STATE, state) + '\n'
+           f'<script src="{"../" * depth}assets/html-manager/embed.js"></script>')
+    return {'cell_type': 'raw', 'metadata': {'raw_mimetype': 'text/html'}, 'source': src}
 
 def to_mkdocs(nb:dict, site_url:str, depth:int=0)->tuple:
     "Turn an nbdev-processed notebook into one mkdocs-jupyter renders like Quarto would: (notebook, frontmatter)."
@@ -95,15 +184,26 @@ def to_mkdocs(nb:dict, site_url:str, depth:int=0)->tuple:
             outs = c.get('outputs', [])
             if dirs.get('include') == 'false': continue
             if dirs.get('output') == 'false': outs = []
-            if dirs.get('output') == 'asis':  # show_doc: its markdown output *is* the cell
-                cells += [_md(_fix_md(''.join(o['data']['text/markdown']), site_url, depth))
-                          for o in outs if 'text/markdown' in o.get('data', {})]
+            if dirs.get('output') == 'asis':  # show_doc: its markdown output *is* the cell (tagged: styled in extra.css)
+                cells += [{**_md(_fix_md(_signatures(''.join(o['data']['text/markdown'])), site_url, depth)),
+                           'metadata': {'tags': ['show_doc']}} for o in outs if 'text/markdown' in o.get('data', {})]
                 continue
             if not outs and (not src or dirs.get('echo') == 'false'): continue
             tags = ['hide_input'] if dirs.get('echo') == 'false' else []
             cells.append({**c, 'source': src, 'outputs': outs, 'metadata': {'tags': tags} if tags else {}})
+    cells = _source_order(cells)
+    # Saved widget state: rendered offline by the bundled HTML manager (nbconvert's own loader fetches it from a CDN).
+    meta = {k: v for k, v in nb.get('metadata', {}).items() if k != 'widgets'}
+    state = nb.get('metadata', {}).get('widgets', {}).get(WIDGET_STATE, {})
+    views = _widget_views(cells)
+    if views:
+        lost = [v for v in views if v not in state.get('state', {})]
+        if lost: raise DocsError(f'widget views {lost} have no saved state: re-run the cell and save the notebook with its widget state')
+        cells = [{**c, 'outputs': [_widget_view_html(o) if WIDGET_VIEW in o.get('data', {}) else o for o in c['outputs']]}
+                 if c.get('outputs') else c for c in cells]
+        cells.append(_widgets_cell(state, depth))
     cells = [{**c, 'id': c.get('id') or f'cell{i}'} for i, c in enumerate(cells)]
-    return {**nb, 'cells': cells}, fm
+    return {**nb, 'metadata': meta, 'cells': cells}, fm
 
 def build_docs(site_dir=None, docs_dir=None, n_workers:int=2)->dict:
     "Build the site into `site_dir` (default: mkdocs.yml's `site/`); return {notebook path in nbs/: built page}."
@@ -120,7 +220,8 @@ def build_docs(site_dir=None, docs_dir=None, n_workers:int=2)->dict:
     docs, site = Path(docs_dir or ROOT/yml['docs_dir']).resolve(), Path(site_dir or ROOT/yml['site_dir']).resolve()
     shutil.rmtree(docs, ignore_errors=True)
     docs.mkdir(parents=True)
-    (docs/'extra.css').write_text('.md-grid { max-width: 80rem; }  /* room for show_doc signatures */\n')
+    shutil.copytree(HTML_MANAGER, docs/'assets'/'html-manager', ignore=shutil.ignore_patterns('*.md', '*.sh'))
+    (docs/'extra.css').write_text(EXTRA_CSS)
     nav, pages = [], {}
     for rel in notebooks(cfg.nbs_path):
         nb, fm = to_mkdocs(json.loads((proc/rel).read_text()), site_url, depth=len(rel.parts) - 1)

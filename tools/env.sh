@@ -17,4 +17,6 @@ $pip install -q torch torchvision
 # auto_LiRPA 0.3 pins torch<1.13: install it without its pins, plus what it really imports.
 $pip install -q --no-deps auto_LiRPA==0.3
 $pip install -q -e ".[dev,lirpa]"
+# The notebooks' kernelspec names this kernel: JupyterLab from .venv (`make lab`) runs them in .venv's Python.
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name backdoor_nb --display-name backdoor_nb >/dev/null
 echo "$want" > "$stamp"

@@ -58,7 +58,9 @@ def run(path, slow=(), keep=None, upto=None, verbose=True):
             if 'nbdev_export(' in src or d.get('eval') == ['false']: continue
             if 'slow' in d and i not in slow: continue
             t = time.time()
-            cell = AttrDict(cell_type='code', source=src, outputs=[], metadata={}, idx_=i)
+            # execnb drops what a cell prints when its last line ends with ';' (a quiet plot call): end it with `pass`
+            run_src = src + '\npass' if src.rstrip().endswith(';') else src
+            cell = AttrDict(cell_type='code', source=run_src, outputs=[], metadata={}, idx_=i)
             sh.cell(cell)
             if sh.exc: raise RuntimeError(f"cell {i} failed:\n{src[:400]}\n{sh.prettytb(fname=path)}")
             if keep is None or (keep == 'fast' and 'slow' not in d) or (keep != 'fast' and i in keep):
