@@ -639,7 +639,7 @@ def plot_roc(self, ax=None):
         s, y = self.scores(n)
         if not (0 < sum(y) < len(y)): continue
         f, t = roc_curve(s, y)
-        ax.step(f, t, where='post', lw=2.5 if n == 'combined' else 1.5, ls='-' if n == 'combined' else '--',
+        ax.plot(f, t, lw=2.5 if n == 'combined' else 1.5, ls='-' if n == 'combined' else '--',
                 label=f"{n} (AUROC {self.metrics[n]['auroc']:.3f})")
     ax.plot([0, 1], [0, 1], color='grey', lw=0.8, ls=':'); ax.axvline(0.05, color='grey', lw=0.6)
     ax.set_xlabel('false positive rate (clean models flagged)'); ax.set_ylabel('true positive rate')
@@ -716,9 +716,10 @@ def to_html(self, path=None)->str:
         cells = ''.join(f"<td>{'<b>' + ','.join(map(str, d['flagged'])) + '</b>' if d['backdoored'] else '-'} ({d['score']:.3g})</td>"
                         for d in (r['detectors'][n] for n in self.detectors))
         rows_html.append(f"<tr><td>{e(r['name'])}</td><td>{e(truth)}</td>{cells}<td style='color:{'#b00020' if wrong else 'inherit'}'>"
-                         f"{'backdoored, ' + str(v['target']) if v['backdoored'] else 'clean'} ({v['score']:.3f})</td><td>{_fmt(r['seconds'], '.1f')}</td></tr>")
+                         f"{'backdoored, ' + str(v['target']) if v['backdoored'] else 'clean'} ({v['score']:.3f})</td>"
+                         f"<td>{sum(d['seconds'] for d in r['detectors'].values()):.1f}</td></tr>")
     table = ("<table><tr><th>model</th><th>truth</th>" + ''.join(f"<th>{e(n)}: flagged (score)</th>" for n in self.detectors)
-             + "<th>verdict (score)</th><th>seconds</th></tr>" + ''.join(rows_html) + "</table>")
+             + "<th>verdict (score)</th><th>detector seconds</th></tr>" + ''.join(rows_html) + "</table>")
     page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>backdoor_nb evaluate</title><style>"
             "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
             "pre{background:#f5f5f5;padding:.6em;overflow-x:auto}img{max-width:100%}h2{border-bottom:1px solid #ddd}"
