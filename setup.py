@@ -21,6 +21,7 @@ py_versions = '3.9 3.10 3.11 3.12 3.13'.split()
 requirements = shlex.split(cfg.get('requirements', ''))
 lirpa_requirements = shlex.split(cfg.get('lirpa_requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+ray_requirements = shlex.split(cfg.get('ray_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
@@ -38,7 +39,7 @@ setuptools.setup(
     package_data={'backdoor_nb': ['assets/*']},
     install_requires=requirements,
     # auto_LiRPA 0.3 pins torch<1.13, so it is installed with --no-deps; these are what it really imports
-    extras_require={'dev': dev_requirements, 'lirpa': lirpa_requirements},
+    extras_require={'dev': dev_requirements, 'lirpa': lirpa_requirements, 'ray': ray_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read() if os.path.exists('README.md') else cfg['description'],

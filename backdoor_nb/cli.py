@@ -117,6 +117,19 @@ def _cmd_scan(a):
     if a.json: rep.to_json(a.json); print(f"JSON summary: {a.json}", file=sys.stderr)
     if a.report: rep.to_html(a.report, x=test.x[:4]); print(f"HTML report: {a.report}", file=sys.stderr)
 
+def _cmd_evaluate(a):
+    from backdoor_nb.evaluate import evaluate
+    dets = a.detectors.split(',') if a.detectors else None
+    rep = evaluate(a.manifest, dets, a.engine, workers=a.workers, address=a.address, cache_dir=a.cache, calibrator=a.calibrator,
+                   seed=a.seed, device=a.device, progress=not a.quiet)
+    print(rep.table()); print(); print(rep.metrics_table())
+    if a.json: rep.to_json(a.json); print(f"JSON: {a.json}", file=sys.stderr)
+    if a.report: rep.to_html(a.report); print(f"HTML report: {a.report}", file=sys.stderr)
+    if a.fit_verdict:
+        from backdoor_nb.evaluate import fit_verdict
+        cal = fit_verdict(rep, name=Path(a.fit_verdict).stem, provenance={'command': ' '.join(['backdoor_nb', *sys.argv[1:]])})
+        cal.save(a.fit_verdict); print(f"calibrator fitted on {cal.provenance['n_models']} models: {a.fit_verdict}", file=sys.stderr)
+
 def parser()->argparse.ArgumentParser:
     "The `backdoor_nb` argument parser."
     p = argparse.ArgumentParser(prog='backdoor_nb', description='Attack, detect, invert and repair backdoors in image classifiers.')
@@ -143,7 +156,21 @@ def parser()->argparse.ArgumentParser:
     s.add_argument('--report', default=None, help='write a self-contained HTML report here')
     s.add_argument('--json', default=None, help='write the JSON summary here')
     s.add_argument('--budget-s', type=float, default=None, help='wall-clock budget in seconds, split among the detectors')
-    for s in (d, z, s): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
+    e = sub.add_parser('evaluate', help='run the detectors over a zoo of models: per-model verdicts, AUROC, report',
+                       description='Run the detectors over every model of MANIFEST (a CSV weights,arch,data,backdoored,target or a folder '
+                                   'of backdoor_nb checkpoints) in parallel; print per-model rows and per-detector metrics. Exit 2 for bad input.')
+    e.set_defaults(func=_cmd_evaluate)
+    e.add_argument('manifest', help='CSV with columns weights,arch,data,backdoored,target (paths relative to it), or a folder of checkpoints')
+    e.add_argument('--detectors', default=None, help='comma-separated detector names (default: the default ones, nc,smoothinv)')
+    e.add_argument('--engine', default='local', help="'local' (worker processes) or 'ray'")
+    e.add_argument('--workers', type=int, default=None, help='models at a time (default: the cores)')
+    e.add_argument('--address', default=None, help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: a local one")
+    e.add_argument('--cache', default=None, help='cache detector results here; a rerun resumes where it stopped')
+    e.add_argument('--calibrator', default=None, help="calibrated verdict: a calibrator JSON file, or 'default' (fitted on the MNIST zoo)")
+    e.add_argument('--fit-verdict', default=None, metavar='FILE.json', help='fit a calibrator on these rows and write it here')
+    e.add_argument('--json', default=None, help='write the full results (rows, metrics, config) here')
+    e.add_argument('--report', default=None, help='write a self-contained HTML report here')
+    for s in (d, z, s, e): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
     return p
 
 def main(argv=None):

@@ -188,9 +188,15 @@ class Verdict:
 
 def combine(results:dict, # detector name -> `LabelScan`
             weights:Optional[dict]=None, # detector name -> vote weight (default: the registry's)
+            calibrator=None, # an `evaluate.Calibrator`: its probability replaces the vote when it applies to `results`
+            config:Optional[dict]=None, # detector name -> the config it ran with (a calibrator applies only to its own)
            )->Verdict:
-    "Weighted vote of the detectors' flags: score, verdict and target."
+    "Weighted vote of the detectors' flags: score, verdict and target (the calibrated probability when `calibrator` applies)."
     if not results: raise ValueError("combine needs at least one detector result")
+    why = None
+    if calibrator is not None:
+        why = calibrator.applies(results, config)
+        if why is None: return calibrator.verdict(results)
     w = {n: (weights or {}).get(n, DETECTORS[n].weight if n in DETECTORS else 1.) for n in results}
     votes = {n: {'flag': bool(r.backdoored), 'top': int(r.top), 'weight': w[n]} for n, r in results.items()}
     tot = sum(w.values())
@@ -202,7 +208,9 @@ def combine(results:dict, # detector name -> `LabelScan`
         for n, v in sorted(votes.items(), key=lambda kv: -kv[1]['weight']):
             if v['flag']: tally[v['top']] = tally.get(v['top'], 0.) + v['weight']
         target = max(tally, key=lambda l: tally[l])  # dict order = heavier detector first, so ties go to it
-    return Verdict(bool(bd), target, float(score), votes)
+    v = Verdict(bool(bd), target, float(score), votes)
+    if why is not None: v.rule += f" (calibrator not applied: {why})"
+    return v
 
 # %% ../nbs/80_scan.ipynb #e823cbdb
 def _versions()->dict:
@@ -380,6 +388,7 @@ def scan(model:nn.Module, # any classifier mapping [0, 1] images `(N, C, H, W)` 
          budget_s:Optional[float]=None, # wall-clock budget for the whole scan, split among the detectors by cost
          input_shape:Optional[Sequence[int]]=None, # `(C, H, W)` when `data` has no images
          name:str='', # the model's name in the report
+         calibrator=None, # `evaluate.Calibrator`, its JSON path or 'default': a calibrated verdict when it applies
         )->ScanReport:
     "Run the detectors on `model`, combine their flags into one verdict and measure the reversed trigger."
     from backdoor_nb.core import check_int
@@ -387,6 +396,9 @@ def scan(model:nn.Module, # any classifier mapping [0, 1] images `(N, C, H, W)` 
     if budget_s is not None: check_positive(budget_s, 'budget_s')
     config = dict(config or {})
     if not all(isinstance(v, dict) for v in config.values()): raise TypeError("config must map detector names to dicts of keyword arguments")
+    if calibrator is not None:
+        from backdoor_nb.evaluate import as_calibrator
+        calibrator = as_calibrator(calibrator)
     data = as_scan_data(data, input_shape)
     if data.input_shape is None: raise ValueError("scan needs images in data or input_shape")
     t0 = time.time()
@@ -403,7 +415,7 @@ def scan(model:nn.Module, # any classifier mapping [0, 1] images `(N, C, H, W)` 
         budgets[n] = b
         if progress: print(f"scan: {n}" + (f" (budget {b:.0f} s)" if b is not None else ''), file=sys.stderr)
         results[n] = DETECTORS[n].fn(model, data, seed=seed, device=device, progress=progress, budget_s=b, **config.get(n, {}))
-    verdict = combine(results)
+    verdict = combine(results, calibrator=calibrator, config=config)
     trig = src = asr = None
     if verdict.backdoored:
         for n in sorted(results, key=lambda n: -verdict.votes[n]['weight']):
