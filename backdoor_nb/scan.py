@@ -147,13 +147,14 @@ def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, prog
 def smoothinv_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True,
                        budget_s:Optional[float]=None,
                        n_heldout:int=500, # labelled images after the start image, to measure transfer
-                       **config): # any `identify_target` argument (eps, sigma, n_noise, steps, amp, ...)
+                       perf=None, # an `invert.Perf` (default: identification's, bfloat16 on the inference copy)
+                       **config): # any `SmoothInvConfig` field (eps, sigma, n_noise, steps, threshold, shrink, schedule)
     "SmoothInv one-image target identification as a detector."
     from backdoor_nb.smoothinv import identify_target
     idx = data.order(seed)
     ho = idx[1:1 + n_heldout]
-    return identify_target(model, data.x[idx[0]], data.x[ho], data.y[ho], classes=data.classes, seed=seed, device=device,
-                           progress=progress, budget_s=budget_s, **config)
+    return identify_target(model, data.x[idx[0]], x_heldout=data.x[ho], y_heldout=data.y[ho], config=config or None, perf=perf,
+                           classes=data.classes, seed=seed, device=device, progress=progress, budget_s=budget_s)
 
 @register_detector('df-tnd', needs='no data (the input shape only)', missing=lambda data, k: None, cost=0.5, weight=0.5, default=False)
 def df_tnd_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,

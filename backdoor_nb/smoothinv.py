@@ -4,27 +4,27 @@
 
 # %% ../nbs/40_smoothinv.ipynb #e3e7d82a
 from __future__ import annotations
-import hashlib, json, math, time
-from dataclasses import dataclass, field
+import hashlib, json, math, re, time
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .core import (LabelScan, register_type, Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode, frozen,
-                              inference_copy,
-                              batched_logits, attack_success_rate, show_images, strength_map,
-                              check_positive, check_int, set_seed)
+from .core import (LabelScan, register_type, Trigger, InversionResult, get_device, check_images, check_labels, check_label,
+                              check_model, check_real, check_positive, check_int, check_seed, check_choice, eval_mode,
+                              inference_copy, model_on, model_device, batched_logits, attack_success_rate, show_images, strength_map)
+from .invert import invert, Perf, Additive, CrossEntropy, PGD, Fixed
 
 # %% auto #0
-__all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SNAPSHOTS', 'SCHEDULES', 'NC_SINGLE', 'scale_eps',
-           'default_eps', 'smoothed_log_probs', 'smoothed_predict', 'smooth_pgd', 'smoothinv', 'plainadv',
-           'smoothinv_sweep', 'TargetScan', 'Schedule', 'identify_target', 'nc_single_image', 'DnCNN', 'denoise_loss',
-           'train_denoiser', 'pretrained_denoiser', 'SanityTable', 'smoothing_sanity', 'show_progression', 'show_pairs',
-           'zoom_window', 'show_zoom', 'SmoothInvExplorer', 'smoothinv_demo_step']
+__all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SCHEDULES', 'SMOOTHINV_PERF', 'IDENTIFY_PERF', 'SNAPSHOTS',
+           'NC_SINGLE', 'scale_eps', 'default_eps', 'Smoothed', 'smoothed_predict', 'Schedule', 'SmoothInvConfig',
+           'smoothinv', 'plainadv', 'smoothinv_sweep', 'TargetScan', 'identify_target', 'nc_single_image', 'DnCNN',
+           'denoise_loss', 'train_denoiser', 'pretrained_denoiser', 'SanityTable', 'smoothing_sanity',
+           'show_progression', 'show_pairs', 'zoom_window', 'show_zoom', 'SmoothInvExplorer', 'smoothinv_demo_step']
 
 # %% ../nbs/40_smoothinv.ipynb #711ed3ed
 PAPER_SIGMAS = (0.12, 0.25, 0.5, 1.0) # noise levels of the paper's sweep
@@ -55,222 +55,289 @@ def default_eps(image_shape:Sequence[int])->tuple:
     return tuple(scale_eps(e, image_shape) for e in PAPER_EPS)
 
 # %% ../nbs/40_smoothinv.ipynb #c9408019
-def _one_image(x, name='x'):
-    "A single image `(C, H, W)` (a batch of one is unwrapped), checked to be in [0, 1]."
-    if isinstance(x, Tensor) and x.ndim == 4:
-        if len(x) != 1: raise ValueError(f"{name} must be a single image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
-        x = x[0]
-    return check_images(x, name, ndim=3)
+def _labelled(x, y, n_classes:int, xn:str='x_heldout', yn:str='y_heldout', needed_by:Optional[str]=None):
+    "Images and labels given together, checked with core's validators (labels in range); None when both are None (unless `needed_by` needs them)."
+    if (x is None) != (y is None): raise ValueError(f"give {xn} and {yn} together")
+    if x is None:
+        if needed_by: raise ValueError(f"{needed_by} needs {xn} and {yn} to measure transfer")
+        return None
+    check_images(x, xn)
+    return x, check_labels(y, n_classes, yn, n=len(x))
 
-def _n_classes(model, x, dev): return batched_logits(model, x[None], device=dev).shape[1]
-
-def _heldout(x_heldout, y_heldout, xn='x_heldout', yn='y_heldout'):
-    if (x_heldout is None) != (y_heldout is None): raise ValueError(f"give {xn} and {yn} together")
-    if x_heldout is None: return None
-    check_images(x_heldout, xn); check_labels(y_heldout, name=yn, n=len(x_heldout))
-    return x_heldout, y_heldout
+def _start(model:nn.Module, x:Tensor, y=None)->tuple:
+    "The start image `(C, H, W)` checked against the model (`core.check_model`), the class count, and its label if given."
+    check_images(x, 'x', ndim=3)
+    K = check_model(model, x[None], name='x')
+    return x, K, (None if y is None else check_label(y, K, 'y'))
 
 # %% ../nbs/40_smoothinv.ipynb #f4bb5571
-def smoothed_log_probs(model:nn.Module, # maps [0, 1] images to logits
-                       x:Tensor, # rows `(B, C, H, W)`
-                       sigma, # noise level: a float or one per row `(B,)`
-                       noise:Tensor, # standard-normal draws `(N, C, H, W)`, shared by all rows
-                       denoiser:Optional[Callable]=None, # T: `noisy images -> denoised images`; identity when None
-                       amp:bool=False, # bfloat16 autocast for the denoiser and the model
-                      )->Tensor:
-    "`log G(x)`, `(B, K)`: log of the mean softmax of `model(T(x + sigma*noise_i))` over the draws; differentiable in `x`."
-    B, n = len(x), len(noise)
-    sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(B)
-    xn = (x[:, None] + sig.view(B, 1, 1, 1, 1) * noise[None]).flatten(0, 1)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        if denoiser is not None: xn = denoiser(xn)
-        logits = model(xn)
-    return logits.float().log_softmax(1).view(B, n, -1).logsumexp(1) - math.log(n)
+class Smoothed(nn.Module):
+    "The soft smoothed classifier as a model: `forward(x)` is `log G(x)`, the log of the mean softmax of `model(T(x + sigma n_i))` over `n_noise` draws `n_i`."
+    def __init__(self, model:nn.Module, # the base classifier: [0, 1] images -> logits
+                 sigma, # noise level: a number, or one per row `(R,)` (the rows of a pass are picked by `set_rows`)
+                 n_noise:int, # N: noisy copies of every image
+                 denoiser:Optional[Callable]=None, # T applied to the noisy copies (identity when None); a module runs where `model` runs
+                 seed:int=0, # seeds the draws (a local generator: the global RNG is never touched)
+                ):
+        super().__init__()
+        s = torch.as_tensor(sigma, dtype=torch.float32)
+        if s.ndim > 1 or s.numel() == 0 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+            raise ValueError(f"sigma must be >= 0 (a number or one per row), got {sigma!r}")
+        self.model, self.sigma, self.copies, self.seed = model, s, check_int(n_noise, 'n_noise'), check_seed(seed)
+        self.denoiser = model_on(denoiser, model_device(model)) if isinstance(denoiser, nn.Module) else denoiser
+        self._g, self._step, self.noise, self.rows = torch.Generator().manual_seed(self.seed), None, None, None
 
+    def resample(self, step:int):
+        "Fresh noise for `step` (the next draw of the seeded stream; step 0 restarts it). Every row and pass of a step shares it: common random numbers."
+        if step == self._step: return
+        if step == 0: self._g.manual_seed(self.seed)
+        self._step, self.noise = step, None  # drawn at the next forward, at the images' shape
+
+    def set_rows(self, rows:Optional[Tensor]):
+        "Which row (an index into a per-row `sigma`) each image of the next forward passes belongs to."
+        self.rows = rows
+
+    def forward(self, x:Tensor)->Tensor:
+        if self.noise is None or self.noise.shape[1:] != x.shape[1:]:
+            self.noise = torch.randn(self.copies, *x.shape[1:], generator=self._g)
+        B, noise = len(x), self.noise.to(x.device)
+        s = self.sigma.to(x.device)
+        if s.ndim:
+            s = s[self.rows.to(x.device)] if self.rows is not None else s
+            if len(s) != B: raise ValueError(f"Smoothed: {len(s)} sigmas for {B} images (call set_rows)")
+        xn = (x[:, None] + s.reshape(-1).expand(B).view(B, 1, 1, 1, 1) * noise[None]).flatten(0, 1)
+        if self.denoiser is not None: xn = self.denoiser(xn)
+        return self.model(xn).float().log_softmax(1).view(B, self.copies, -1).logsumexp(1) - math.log(self.copies)
+
+# %% ../nbs/40_smoothinv.ipynb #05619685
 @torch.no_grad()
 def smoothed_predict(model:nn.Module, x:Tensor, # images `(N, C, H, W)` in [0, 1]
-                     sigma:float, n_noise:int=40, denoiser:Optional[Callable]=None,
+                     *, sigma:float, # noise level
+                     n_noise:int=40, # N: noisy copies per image
+                     denoiser:Optional[Callable]=None, # T of the smoothed classifier
                      trigger:Optional[Trigger]=None, # stamped on the images before the noise
-                     batch_size:int=32, # images per forward pass (times `n_noise` copies)
-                     seed:int=0, amp:bool=False, device=None)->Tensor:
-    "Labels predicted by the soft smoothed classifier `G` on `x` (optionally triggered)."
-    check_images(x); check_positive(sigma, 'sigma', strict=False); check_int(n_noise, 'n_noise')
-    dev = get_device(device); model.to(dev)
-    if isinstance(denoiser, nn.Module): denoiser.to(dev).eval()
-    g = torch.Generator(dev).manual_seed(seed)
+                     perf:Optional[Perf]=None, # `Perf.batch`: most images (noisy copies included) per forward pass; `amp`, `fast`
+                     seed:int=0, device=None)->Tensor:
+    "Labels predicted by the soft smoothed classifier `G` on `x` (optionally triggered); each pass of images draws fresh noise."
+    check_images(x); check_positive(sigma, 'sigma', strict=False); check_int(n_noise, 'n_noise'); seed = check_seed(seed)
+    perf = perf or Perf()
+    dev = get_device(device)
+    base = inference_copy(model_on(model, dev)) if perf.fast else model_on(model, dev)
+    G = Smoothed(base, sigma, n_noise, denoiser, seed)
+    per = perf.rows_per_pass(n_noise, dev) or len(x)
     out = []
-    with eval_mode(model):
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(dev)
-            if trigger is not None: xb = (trigger[i:i + batch_size] if trigger.batched else trigger).to(dev).apply(xb)
-            noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
-            out.append(smoothed_log_probs(model, xb, sigma, noise, denoiser, amp).argmax(1).cpu())
+    with eval_mode(G):
+        for k, i in enumerate(range(0, len(x), per)):
+            xb = x[i:i + per].to(dev)
+            if trigger is not None: xb = (trigger[i:i + per] if trigger.batched else trigger).to(dev).apply(xb)
+            G.resample(k)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=perf.amp): out.append(G(xb).argmax(1).cpu())
     return torch.cat(out)
 
+# %% ../nbs/40_smoothinv.ipynb #1e01515a
+@register_type
+@dataclass(frozen=True)
+class Schedule:
+    "How `identify_target` spends its PGD steps over labels: rounds of successive halving, early decisions."
+    rounds:tuple # `(fraction of steps, fraction of n_noise)` per round; the step fractions sum to 1
+    keep:float=1/3 # fraction of the still-open labels that continues after each round (at least `min_keep`)
+    min_keep:int=2 # labels kept at least: the best and the runner-up, whose ASRs make the verdict
+    probe:int=100 # held-out images the transfer of an open label is measured on between rounds
+    hi:float=0.25 # "far above": probe ASR >= threshold + hi; two such labels end the budget (it is too large)
+    lo:float=0.4 # "far below": probe ASR < threshold * lo; such a label is never kept for its rank alone
+    early:bool=True # stop a budget as soon as it is decided (one label far above, every other far below)
+    decide_after:int=2 # rounds run before an early decision (one label, or none, far from the threshold) is taken
+    min_steps:int=10 # a round shorter than this is skipped (its steps go to the next): few steps say little about a label
+
+    def __post_init__(self):
+        if not isinstance(self.rounds, (tuple, list)) or not self.rounds: raise ValueError("Schedule.rounds is empty")
+        for r in self.rounds:
+            if not (isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(v, (int, float)) and 0 < v <= 1 for v in r)):
+                raise ValueError(f"Schedule.rounds: each round is (steps fraction, noise fraction) in (0, 1], got {r!r}")
+        if abs(sum(r[0] for r in self.rounds) - 1) > 1e-6: raise ValueError(f"Schedule.rounds: step fractions must sum to 1, got {self.rounds}")
+        object.__setattr__(self, 'rounds', tuple(tuple(r) for r in self.rounds))
+        check_real(self.keep, 'Schedule.keep', 0, 1, lo_open=True)
+        check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
+        check_int(self.decide_after, 'Schedule.decide_after', lo=1); check_int(self.min_steps, 'Schedule.min_steps', lo=1)
+        for n in ('hi', 'lo'): check_real(getattr(self, n), f'Schedule.{n}', 0, 1)
+
+SCHEDULES = {
+    'paper': Schedule(rounds=((1., 1.),), keep=1., early=False), # every label, N copies, all steps: the reference
+    'halving': Schedule(rounds=((1/8, 1/4), (1/4, 1/2), (5/8, 1.))), # 50 / 100 / 250 steps at N/4, N/2, N (the default)
+}
+
+# %% ../nbs/40_smoothinv.ipynb #81b8c113
+@register_type
+@dataclass
+class SmoothInvConfig:
+    "SmoothInv's hyper-parameters, for one inversion, the paper's sweep and the identification scan; defaults are the paper's."
+    eps:Optional[float]=None # L2 budget; None: the paper's scaled to the image (`default_eps`): its 10 for `smoothinv`, its 5 to start the identification ladder
+    sigma:Optional[float]=None # noise level of the smoothed classifier; None: 0.25 for `smoothinv`, 0.12 for identification (see "The noise level")
+    n_noise:int=40 # N: noisy copies per image and step
+    steps:int=400 # PGD iterations
+    step_size:Optional[float]=None # alpha; None: eps / 20 (the paper's 0.5 eps / 10)
+    threshold:float=0.5 # identification: transfer ASR from which a label counts as transferring
+    shrink:int=3 # identification: times the budget is halved while more than one label transfers (0: one budget)
+    schedule:object='halving' # identification: how the steps are spent over labels, a `Schedule` or a key of `SCHEDULES`
+
+    def __post_init__(self):
+        if self.eps is not None: check_positive(self.eps, 'eps')
+        if self.sigma is not None: check_positive(self.sigma, 'sigma', strict=False)
+        check_int(self.n_noise, 'n_noise'); check_int(self.steps, 'steps')
+        if self.step_size is not None: check_positive(self.step_size, 'step_size')
+        check_real(self.threshold, 'threshold', 0, 1, lo_open=True); check_int(self.shrink, 'shrink', lo=0)
+        if isinstance(self.schedule, str): check_choice(self.schedule, 'schedule', SCHEDULES)
+        elif not isinstance(self.schedule, Schedule): raise TypeError(f"schedule must be a Schedule or a key of SCHEDULES, got {type(self.schedule).__name__}")
+
+    @property
+    def plan(self)->Schedule:
+        "The `Schedule` itself."
+        return SCHEDULES[self.schedule] if isinstance(self.schedule, str) else self.schedule
+
+    @classmethod
+    def of(cls, config)->'SmoothInvConfig':
+        "`config` as a `SmoothInvConfig`: None (the defaults), a `SmoothInvConfig`, or a dict of its fields."
+        if config is None: return cls()
+        if isinstance(config, cls): return config
+        if isinstance(config, dict):
+            bad = sorted(set(config) - {f.name for f in fields(cls)})
+            if bad: raise ValueError(f"config: unknown field(s) {bad} (SmoothInvConfig has {', '.join(f.name for f in fields(cls))})")
+            return cls(**config)
+        raise TypeError(f"config must be a SmoothInvConfig or a dict of its fields, got {type(config).__name__}")
+
+SMOOTHINV_PERF = Perf(fast=True, batch=128) # one inversion: float32 on the inference copy, passes of 128 images (cache-sized on CPUs)
+IDENTIFY_PERF = Perf(amp=True, fast=True, batch=128) # identification: bfloat16 too (the verdicts hold: see the benchmark)
+
 # %% ../nbs/40_smoothinv.ipynb #0294d6f4
-def smooth_pgd(model:nn.Module, # maps [0, 1] images to logits
-               x:Tensor, # start image(s): `(C, H, W)`, or `(B, C, H, W)` one per row
-               targets, # target label(s): an int or one per row
-               eps, # L2 radius: a float or one per row
-               sigma, # noise level: a float or one per row (0 = no smoothing)
-               n_noise:int=40, # N: noise draws per row and step
-               steps:int=400, # PGD iterations
-               step_size=None, # alpha per row; default `eps / 20` (the paper's 0.5 * eps / 10)
-               denoiser:Optional[Callable]=None, # T applied to the noisy copies; identity when None
-               seed:int=0, # seeds the noise generator
-               amp:bool=False, # bfloat16 autocast for the forward pass
-               snapshots:Sequence[int]=(), # steps at which `x + p` is kept (0 = the start image)
-               fast:bool=True, # run `core.inference_copy`s of the model and denoiser (the same function, faster)
-               chunk:Optional[int]=None, # images per forward-backward pass (whole rows); default 128 on CPUs, all on GPUs
-               progress=False, # a tqdm bar over the steps (a str: the bar's label)
-               device=None,
-               start:Optional[Tensor]=None, # perturbation to start from, one per row `(B, C, H, W)` (default zeros): continues a run
-              )->dict:
-    "Batched PGD on `-log G(x+p)_target` in the L2 ball of radius `eps`; one row per (image, target, eps, sigma)."
+def _perf(perf, default:Perf, dev)->Perf:
+    perf = default if perf is None else perf
+    if not isinstance(perf, Perf): raise TypeError(f"perf must be an invert.Perf, got {type(perf).__name__}")
+    return replace(perf, batch=None) if perf is default and dev.type == 'cuda' else perf  # the default cap is for CPU caches
+
+def _pgd(model:nn.Module, x:Tensor, targets:Sequence[int], eps, sigma, *, n_noise:int, steps:int, step_size=None,
+         denoiser=None, perf:Perf, seed:int=0, snapshots:Sequence[int]=(), start:Optional[Tensor]=None, desc:str='SmoothInv',
+         progress:bool=False, device=None, budget_s=None)->dict:
+    "SmoothInv's PGD as the engine's rows: one start image `x`, per row a target, `eps`, `sigma` (0 with one copy: the plain model)."
+    R = len(targets)
+    def row(v, name):
+        t = torch.as_tensor(v, dtype=torch.float32).reshape(-1)
+        if len(t) not in (1, R): raise ValueError(f"{name} has {len(t)} values for {R} rows")
+        return t.expand(R).clone()
+    e, s = row(eps, 'eps'), row(sigma, 'sigma')
+    a = e / 20 if step_size is None else row(step_size, 'step_size')
     dev = get_device(device)
-    x = x.to(dev)
-    if x.ndim == 3: x = x[None]
-    sizes = [len(x), torch.as_tensor(targets).numel(), torch.as_tensor(eps).numel(), torch.as_tensor(sigma).numel()]
-    B = max(sizes)
-    if any(s not in (1, B) for s in sizes): raise ValueError(f"x, targets, eps and sigma must have 1 or {B} rows, got {sizes}")
-    row = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev).reshape(-1).expand(B).clone()
-    given = lambda v: torch.as_tensor(v, dtype=torch.float64).cpu().reshape(-1).expand(B).clone()  # reported as passed, not as float32
-    t = torch.as_tensor(targets, dtype=torch.long, device=dev).reshape(-1).expand(B).clone()
-    x, e, s = x.expand(B, *x.shape[1:]), row(eps), row(sigma)
-    a = e / 20 if step_size is None else row(step_size)
-    v = lambda z: z.view(B, 1, 1, 1)
-    check_int(n_noise, 'n_noise', lo=1); check_int(steps, 'steps', lo=0)
-    if chunk is None: chunk = B * n_noise if dev.type == 'cuda' else 128
-    rows = max(1, check_int(chunk, 'chunk', lo=1) // n_noise)  # rows per pass
-    model.to(dev)
-    if isinstance(denoiser, nn.Module): denoiser.to(dev)
-    if fast:
-        model = inference_copy(model)
-        if isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser)
-    g = torch.Generator(dev).manual_seed(seed)
-    if start is None: p = torch.zeros_like(x)
-    else:
-        if not isinstance(start, Tensor) or tuple(start.shape) != tuple(x.shape):
-            raise ValueError(f"start must be a tensor of shape {tuple(x.shape)} (one perturbation per row), got "
-                             f"{tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__}")
-        if not torch.isfinite(start).all(): raise ValueError("start has NaN or infinite values")
-        p = start.detach().to(dev, torch.float32).clone()
-    hist = {k: torch.zeros(steps, B) for k in ('loss', 'prob', 'norm')}
-    snap_at = sorted({int(k) for k in snapshots if 0 <= int(k) <= steps})
-    snaps = []
-    with eval_mode(model), frozen(model, denoiser if isinstance(denoiser, nn.Module) else None):
-        if isinstance(denoiser, nn.Module): denoiser.eval()
-        for k in tqdm(range(steps), desc=progress if isinstance(progress, str) else 'PGD', disable=not progress, leave=False):
-            if k in snap_at: snaps.append((x + p).detach().cpu())
-            p.requires_grad_(True)
-            noise = torch.randn(n_noise, *x.shape[1:], generator=g, device=dev)
-            logG = []
-            for r in (slice(i, i + rows) for i in range(0, B, rows)):  # rows are independent: their gradients add up in p.grad
-                lg = smoothed_log_probs(model, x[r] + p[r], s[r], noise, denoiser, amp).gather(1, t[r, None])[:, 0]
-                (-lg.sum()).backward(); logG.append(lg.detach())
-            logG, grad = torch.cat(logG), p.grad
-            if not torch.isfinite(logG).all(): raise FloatingPointError("SmoothInv loss became NaN/inf")
-            with torch.no_grad():
-                p = p - v(a) * grad / v(grad.flatten(1).norm(dim=1).clamp_min(1e-12))
-                p = p * v((e / p.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1))
-                p = (x + p).clamp(0, 1) - x
-                hist['loss'][k], hist['prob'][k] = -logG.detach().cpu(), logG.detach().exp().cpu()
-                hist['norm'][k] = p.flatten(1).norm(dim=1).cpu()
-        if steps in snap_at: snaps.append((x + p).detach().cpu())
-    return {'p': p.detach().cpu(), 'targets': t.cpu(), 'eps': given(eps), 'sigma': given(sigma), 'step_size': a.cpu(),
-            'history': hist, 'snapshots': torch.stack(snaps, 1) if snaps else None, 'snapshot_steps': snap_at}
+    if perf.fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(model_on(denoiser, dev))
+    plain = n_noise == 1 and not bool(s.any()) and denoiser is None
+    at, snaps = sorted({int(k) for k in snapshots if 0 <= int(k) <= steps}), {}
+    def monitor(step, trig):
+        if step in at: snaps[step] = x + trig.delta
+    inv = invert(model, x[None, None].expand(R, 1, *x.shape), targets=list(targets), param=Additive(eps=e, norm=2),
+                 objective=CrossEntropy(), optimizer=PGD(a), schedule=Fixed(steps),
+                 wrap=None if plain else partial(Smoothed, sigma=s, n_noise=n_noise, denoiser=denoiser, seed=seed),
+                 init=None if start is None else {'delta': start}, perf=perf, monitor=monitor if at else None,
+                 monitor_every=1 if at else 0, seed=seed, device=dev, progress=progress, budget_s=budget_s, desc=desc)
+    loss = inv.history['loss'].float()  # the CE of log G, -log G_t, before each step
+    norm = torch.cat([inv.history['size'][1:].float(), inv.size[None].float()]) if len(loss) else loss  # ||p|| after each step
+    given = lambda v: torch.as_tensor(v, dtype=torch.float64).reshape(-1).expand(R).clone()  # reported as passed, not as float32
+    kept = [k for k in at if k in snaps]
+    return {'p': inv.params['delta'], 'targets': inv.targets, 'eps': given(eps), 'sigma': given(sigma), 'step_size': a,
+            'history': {'loss': loss, 'prob': (-loss).exp(), 'norm': norm}, 'snapshot_steps': kept,
+            'snapshots': torch.stack([snaps[k] for k in kept], 1) if kept else None, 'inversion': inv}
 
 # %% ../nbs/40_smoothinv.ipynb #d508327c
-def _transfer_asr(model, ho, p, target, dev):
-    if ho is None: return None
-    return attack_success_rate(model, ho[0], ho[1], trigger=Trigger(delta=p), target=int(target), device=dev)
-
-def _as_result(model, x, run, j, ho, dev, method, seconds, n_noise, denoiser):
-    "Row `j` of a `smooth_pgd` run as an `InversionResult`."
+def _as_result(model, x, run, j, ho, dev, method, seconds, n_noise, denoiser, y=None)->InversionResult:
+    "Row `j` of a `_pgd` run as an `InversionResult` (transfer ASR on `ho` when given)."
     p, tg = run['p'][j], int(run['targets'][j])
     xs = (x.cpu() + p).clamp(0, 1)
+    inv = run['inversion']
     info = {'eps': run['eps'][j].item(), 'sigma': run['sigma'][j].item(), 'n_noise': n_noise, 'steps': len(run['history']['loss']),
-            'step_size': run['step_size'][j].item(), 'denoiser': denoiser is not None, 'x': x.cpu(), 'x_synth': xs,
+            'step_size': run['step_size'][j].item(), 'denoiser': denoiser is not None, 'x': x.cpu(), 'y': y, 'x_synth': xs,
             'pred_synth': int(batched_logits(model, xs[None], device=dev).argmax(1)),
-            'snapshots': None if run['snapshots'] is None else run['snapshots'][j], 'snapshot_steps': run['snapshot_steps']}
+            'snapshots': None if run['snapshots'] is None else run['snapshots'][j], 'snapshot_steps': run['snapshot_steps'],
+            'interrupted': inv.interrupted, 'budget_limited': inv.budget_limited}
     name = f"{method} (eps {info['eps']:.2f}, sigma {info['sigma']:.2f}{', denoiser' if denoiser is not None else ''})"
-    return InversionResult(Trigger(delta=p, name=name), tg, method, _transfer_asr(model, ho, p, tg, dev),
-                           {k: h[:, j].tolist() for k, h in run['history'].items()}, seconds, info)
+    asr = None if ho is None else attack_success_rate(model, *ho, trigger=Trigger(delta=p), target=tg, device=dev)
+    return InversionResult(Trigger(delta=p, name=name), tg, method, asr, {k: h[:, j].tolist() for k, h in run['history'].items()},
+                           seconds, info)
 
-def _prepare(model, x, target, eps, sigma, n_noise, steps, step_size, dev):
-    x = _one_image(x)
-    eps = default_eps(tuple(x.shape))[1] if eps is None else check_positive(eps, 'eps')
-    check_positive(sigma, 'sigma', strict=False); check_int(n_noise, 'n_noise'); check_int(steps, 'steps')
-    if step_size is not None: check_positive(step_size, 'step_size')
-    K = _n_classes(model, x, dev)
-    return x, (None if target is None else check_label(target, K, 'target')), eps, K
-
-# %% ../nbs/40_smoothinv.ipynb #da9e5bff
 SNAPSHOTS = (0, 10, 25, 50, 100, 200, 400)
 
+# %% ../nbs/40_smoothinv.ipynb #da9e5bff
 def smoothinv(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] images -> logits
               x:Tensor, # one clean image `(C, H, W)` in [0, 1]
-              target:int, # the label to synthesize toward
-              eps:Optional[float]=None, # L2 budget in pixel units; default `default_eps(x.shape)[1]` (the paper's 10, scaled)
-              sigma:float=0.25, # noise level of the smoothed classifier
-              n_noise:int=40, # N: noise draws per step
-              steps:int=400, # PGD iterations
-              step_size:Optional[float]=None, # default eps / 20 (the paper's 0.5 * eps / 10)
+              y:Optional[int]=None, # its label, when known (kept in `info`)
+              *, target:int, # the label to synthesize toward
+              config=None, # `SmoothInvConfig` or a dict of its fields: eps (default: the paper's 10, scaled), sigma (0.25), n_noise, steps, step_size
+              perf:Optional[Perf]=None, # default `SMOOTHINV_PERF`: float32 on the inference copy
               denoiser:Optional[Callable]=None, # T of the smoothed classifier ("w/ diffusion"); identity when None
-              x_heldout:Optional[Tensor]=None, # clean images to measure the transfer ASR on
-              y_heldout:Optional[Tensor]=None, # their labels
-              seed:int=0, amp:bool=False, snapshots:Sequence[int]=SNAPSHOTS,
-              progress:bool=True, # a tqdm bar over the steps
-              device=None)->InversionResult:
+              x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # clean images (and labels) to measure the transfer ASR on
+              snapshots:Sequence[int]=SNAPSHOTS, # steps at which `x + p` is kept (0: the start image)
+              seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None)->InversionResult:
     "SmoothInv: synthesize an additive backdoor toward `target` from the single image `x` through the smoothed classifier."
-    dev = get_device(device)
-    x, target, eps, _ = _prepare(model, x, target, eps, sigma, n_noise, steps, step_size, dev)
-    ho = _heldout(x_heldout, y_heldout)
+    cfg, dev = SmoothInvConfig.of(config), get_device(device)
+    x, K, y = _start(model, x, y)
+    target = check_label(target, K, 'target'); ho = _labelled(x_heldout, y_heldout, K)
+    eps = default_eps(tuple(x.shape))[1] if cfg.eps is None else cfg.eps
+    sigma = 0.25 if cfg.sigma is None else cfg.sigma
     t0 = time.time()
-    run = smooth_pgd(model, x, target, eps, sigma, n_noise, steps, step_size, denoiser, seed, amp, snapshots,
-                     progress=progress and 'SmoothInv', device=dev)
-    return _as_result(model, x, run, 0, ho, dev, 'smoothinv', time.time() - t0, n_noise, denoiser)
+    run = _pgd(model, x, [target], eps, sigma, n_noise=cfg.n_noise, steps=cfg.steps, step_size=cfg.step_size, denoiser=denoiser,
+               perf=_perf(perf, SMOOTHINV_PERF, dev), seed=seed, snapshots=snapshots, desc='SmoothInv', progress=progress,
+               device=dev, budget_s=budget_s)
+    return _as_result(model, x, run, 0, ho, dev, 'smoothinv', time.time() - t0, cfg.n_noise, denoiser, y)
 
-def plainadv(model:nn.Module, x:Tensor, target:int, eps:Optional[float]=None, steps:int=400,
-             step_size:Optional[float]=None, x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None,
-             snapshots:Sequence[int]=SNAPSHOTS, device=None)->InversionResult:
+# %% ../nbs/40_smoothinv.ipynb #a6d12ed2
+def plainadv(model:nn.Module, x:Tensor, y:Optional[int]=None, *, target:int,
+             config=None, # eps, steps and step_size of a `SmoothInvConfig` (sigma must be None: the model is not smoothed)
+             perf:Optional[Perf]=None, x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None,
+             snapshots:Sequence[int]=SNAPSHOTS, seed:int=0, device=None, progress:bool=False,
+             budget_s:Optional[float]=None)->InversionResult:
     "The PlainAdv baseline: the same PGD on the unsmoothed classifier (`sigma = 0`, one copy)."
-    dev = get_device(device)
-    x, target, eps, _ = _prepare(model, x, target, eps, 0., 1, steps, step_size, dev)
-    ho = _heldout(x_heldout, y_heldout)
+    cfg, dev = SmoothInvConfig.of(config), get_device(device)
+    if cfg.sigma: raise ValueError(f"sigma={cfg.sigma}: plainadv runs the model itself (sigma 0, one copy); use smoothinv to smooth it")
+    x, K, y = _start(model, x, y)
+    target = check_label(target, K, 'target'); ho = _labelled(x_heldout, y_heldout, K)
+    eps = default_eps(tuple(x.shape))[1] if cfg.eps is None else cfg.eps
     t0 = time.time()
-    run = smooth_pgd(model, x, target, eps, 0., 1, steps, step_size, None, 0, False, snapshots, device=dev)
-    return _as_result(model, x, run, 0, ho, dev, 'plainadv', time.time() - t0, 1, None)
+    run = _pgd(model, x, [target], eps, 0., n_noise=1, steps=cfg.steps, step_size=cfg.step_size, perf=_perf(perf, SMOOTHINV_PERF, dev),
+               seed=seed, snapshots=snapshots, desc='PlainAdv', progress=progress, device=dev, budget_s=budget_s)
+    return _as_result(model, x, run, 0, ho, dev, 'plainadv', time.time() - t0, 1, None, y)
 
 # %% ../nbs/40_smoothinv.ipynb #4ac9a689
-def smoothinv_sweep(model:nn.Module, x:Tensor, target:int,
+def smoothinv_sweep(model:nn.Module, x:Tensor, y:Optional[int]=None, *, target:int,
                     eps_grid:Optional[Sequence[float]]=None, # default `default_eps(x.shape)` (the paper's 5 and 10, scaled)
-                    sigmas:Sequence[float]=PAPER_SIGMAS, n_noise:int=40, steps:int=400, denoiser:Optional[Callable]=None,
+                    sigmas:Optional[Sequence[float]]=None, # default `PAPER_SIGMAS` (`(0.,)` for PlainAdv)
+                    method:str='smoothinv', # 'smoothinv', or 'plainadv' (the same sweep on the unsmoothed model: sigma 0, one copy)
+                    config=None, # n_noise, steps, step_size of a `SmoothInvConfig` (the grid replaces eps and sigma)
+                    perf:Optional[Perf]=None, denoiser:Optional[Callable]=None,
                     x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # where the reported ASR is measured
                     x_select:Optional[Tensor]=None, y_select:Optional[Tensor]=None, # where the best configuration is picked
-                    seed:int=0, amp:bool=False, snapshots:Sequence[int]=SNAPSHOTS,
-                    method:str='smoothinv', # label of the result (`'plainadv'` for the sweep with `sigmas=[0.]`, `n_noise=1`)
-                    progress:bool=True, # a tqdm bar over the steps
-                    device=None)->InversionResult:
+                    snapshots:Sequence[int]=SNAPSHOTS, seed:int=0, device=None, progress:bool=True,
+                    budget_s:Optional[float]=None)->InversionResult:
     "The paper's protocol: every (eps, sigma) configuration in one batched run; keep the perturbation with the highest ASR."
-    dev = get_device(device)
-    x = _one_image(x)
+    cfg, dev = SmoothInvConfig.of(config), get_device(device)
+    check_choice(method, 'method', ('smoothinv', 'plainadv'))
+    if cfg.eps is not None or cfg.sigma is not None: raise ValueError("smoothinv_sweep: give the budgets and noise levels as eps_grid and sigmas, not config.eps / config.sigma")
+    x, K, y = _start(model, x, y)
+    target = check_label(target, K, 'target')
     eps_grid = list(default_eps(tuple(x.shape)) if eps_grid is None else eps_grid)
-    sigmas = list(sigmas)
+    sigmas = list((PAPER_SIGMAS if method == 'smoothinv' else (0.,)) if sigmas is None else sigmas)
     if not eps_grid: raise ValueError("eps_grid is empty")
     if not sigmas: raise ValueError("sigmas is empty")
     eps_grid = [check_positive(e, 'eps') for e in eps_grid]; sigmas = [check_positive(s, 'sigma', strict=False) for s in sigmas]
-    x, target, _, _ = _prepare(model, x, target, eps_grid[0], sigmas[0], n_noise, steps, None, dev)
-    ho = _heldout(x_heldout, y_heldout)
-    sel = _heldout(x_select, y_select, 'x_select', 'y_select') or ho
+    if method == 'plainadv' and any(sigmas): raise ValueError(f"sigmas={sigmas}: plainadv runs the model itself (sigma 0)")
+    ho = _labelled(x_heldout, y_heldout, K)
+    sel = _labelled(x_select, y_select, K, 'x_select', 'y_select') or ho
     if sel is None: raise ValueError("smoothinv_sweep needs x_heldout/y_heldout (or x_select/y_select) to pick the best configuration")
     grid = [(e, s) for e in eps_grid for s in sigmas]
+    n_noise = 1 if method == 'plainadv' else cfg.n_noise
     t0 = time.time()
-    run = smooth_pgd(model, x, target, [e for e, _ in grid], [s for _, s in grid], n_noise, steps, None, denoiser, seed, amp, snapshots,
-                     progress=progress and f'{method} sweep ({len(grid)} configurations)', device=dev)
-    sel_asr = [_transfer_asr(model, sel, run['p'][j], target, dev) for j in range(len(grid))]
+    run = _pgd(model, x, [target] * len(grid), [e for e, _ in grid], [s for _, s in grid], n_noise=n_noise, steps=cfg.steps,
+               step_size=cfg.step_size, denoiser=denoiser if method == 'smoothinv' else None, perf=_perf(perf, SMOOTHINV_PERF, dev),
+               seed=seed, snapshots=snapshots, desc=f'{method} sweep ({len(grid)} configurations)', progress=progress, device=dev,
+               budget_s=budget_s)
+    sel_asr = attack_success_rate(model, *sel, trigger=[Trigger(delta=p) for p in run['p']], target=target, device=dev).tolist()
     best = max(range(len(grid)), key=lambda j: sel_asr[j])
-    res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser)
+    res = _as_result(model, x, run, best, ho or sel, dev, method, time.time() - t0, n_noise, denoiser if method == 'smoothinv' else None, y)
     res.info['grid'] = [{'eps': e, 'sigma': s, 'asr_select': a} for (e, s), a in zip(grid, sel_asr)]
     return res
 
@@ -363,37 +430,6 @@ class TargetScan(LabelScan):
         return show_images(torch.cat([self.x[None], xs]), ['start'] + [f"-> {l}: {a:.2f}" for l, a in zip(self.labels, self.asr.tolist())],
                            ncols=len(xs) + 1, size=size)
 
-# %% ../nbs/40_smoothinv.ipynb #1e01515a
-@dataclass(frozen=True)
-class Schedule:
-    "How `identify_target` spends its PGD steps over labels: rounds of successive halving, early decisions."
-    rounds:tuple # `(fraction of steps, fraction of n_noise)` per round; the step fractions sum to 1
-    keep:float=1/3 # fraction of the still-open labels that continues after each round (at least `min_keep`)
-    min_keep:int=2 # labels kept at least: the best and the runner-up, whose ASRs make the verdict
-    probe:int=100 # held-out images the transfer of an open label is measured on between rounds
-    hi:float=0.25 # "far above": probe ASR >= threshold + hi; two such labels end the budget (it is too large)
-    lo:float=0.4 # "far below": probe ASR < threshold * lo; such a label is never kept for its rank alone
-    early:bool=True # stop a budget as soon as it is decided (one label far above, every other far below)
-    decide_after:int=2 # rounds run before an early decision (one label, or none, far from the threshold) is taken
-    min_steps:int=10 # a round shorter than this is skipped (its steps go to the next): few steps say little about a label
-
-    def __post_init__(self):
-        if not self.rounds: raise ValueError("Schedule.rounds is empty")
-        for r in self.rounds:
-            if len(r) != 2 or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in r):
-                raise ValueError(f"Schedule.rounds: each round is (steps fraction, noise fraction) in (0, 1], got {r!r}")
-        if abs(sum(r[0] for r in self.rounds) - 1) > 1e-6: raise ValueError(f"Schedule.rounds: step fractions must sum to 1, got {self.rounds}")
-        if not 0 < self.keep <= 1: raise ValueError(f"Schedule.keep must be in (0, 1], got {self.keep!r}")
-        check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
-        check_int(self.decide_after, 'Schedule.decide_after', lo=1); check_int(self.min_steps, 'Schedule.min_steps', lo=1)
-        for n in ('hi', 'lo'):
-            if not 0 <= getattr(self, n) <= 1: raise ValueError(f"Schedule.{n} must be in [0, 1], got {getattr(self, n)!r}")
-
-SCHEDULES = {
-    'paper': Schedule(rounds=((1., 1.),), keep=1., early=False), # every label, N copies, all steps: the reference
-    'halving': Schedule(rounds=((1/8, 1/4), (1/4, 1/2), (5/8, 1.))), # 50 / 100 / 250 steps at N/4, N/2, N (the default)
-}
-
 # %% ../nbs/40_smoothinv.ipynb #9b8e184f
 def _open_after(sch, asr, open_, threshold, r):
     "Labels (indices) that continue after a round, and the budget's decision so far ('' while undecided)."
@@ -409,76 +445,71 @@ def _open_after(sch, asr, open_, threshold, r):
     keep = [int(j) for r, j in enumerate(order) if r < n or a[j] >= lo]
     return open_[sorted(keep)], ''
 
+def _transfer(model, ho, p, targets, dev)->Tensor:
+    "Transfer ASR of each perturbation `p[i]` toward `targets[i]` on the labelled images `ho` (`core.attack_success_rate`)."
+    return attack_success_rate(model, *ho, trigger=[Trigger(delta=d) for d in p], target=[int(t) for t in targets], device=dev).float()
+
 def identify_target(model:nn.Module, # the classifier to scan
                     x:Tensor, # one clean image `(C, H, W)`
-                    x_heldout:Tensor, y_heldout:Tensor, # clean images (and labels) to measure transfer on
-                    eps:Optional[float]=None, # first L2 budget; default `default_eps(x.shape)[0]` (the paper's 5, scaled)
-                    sigma:float=0.12, # noise level: the smallest of the paper's grid (see "The noise level" above)
-                    n_noise:int=40, steps:int=400, # the paper's N and PGD steps (a schedule spends them over rounds)
-                    shrink:int=3, # times the budget is halved while more than one label transfers (0: one fixed budget)
+                    y:Optional[int]=None, # its label, when known (the scan's `source`; default: the model's prediction)
+                    *, x_heldout:Tensor, y_heldout:Tensor, # clean images (and labels) to measure transfer on
                     labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
+                    config=None, # `SmoothInvConfig` or a dict of its fields: eps (the ladder's first budget; default the paper's 5, scaled), sigma (0.12), n_noise, steps, threshold, shrink, schedule
+                    perf:Optional[Perf]=None, # default `IDENTIFY_PERF`: bfloat16 on the inference copy
                     denoiser:Optional[Callable]=None,
-                    threshold:float=0.5, # transfer ASR from which the model is called backdoored
                     classes:Optional[Sequence[str]]=None, # class names for display
-                    seed:int=0,
-                    amp:bool=True, # bfloat16 autocast for the PGD's forward passes (the verdicts hold: see the benchmark)
-                    fast:bool=True, # PGD and transfer ASR on a `core.inference_copy` of the model (see `smooth_pgd`)
-                    chunk:Optional[int]=None, # images per forward-backward pass (see `smooth_pgd`)
+                    seed:int=0, device=None,
                     progress:bool=True, # a tqdm bar over the steps of each round
-                    device=None,
-                    budget_s:Optional[float]=None, # wall-clock cap: past it no round starts; the verdict so far is kept, marked
-                    schedule='halving', # a `Schedule` or a key of `SCHEDULES` ('paper': every label, all steps)
+                    budget_s:Optional[float]=None, # wall-clock cap: after the first round, the running round stops and no further one starts; the verdict so far is kept, marked
                    )->TargetScan:
-    "Synthesize a perturbation toward every label from the single image `x` and rank labels by transfer ASR, under `schedule`."
-    dev = get_device(device)
-    x = _one_image(x)
-    if eps is None: eps = default_eps(tuple(x.shape))[0]
-    x, _, eps, K = _prepare(model, x, None, eps, sigma, n_noise, steps, None, dev)
-    ho = _heldout(x_heldout, y_heldout)
-    if ho is None: raise ValueError("identify_target needs x_heldout and y_heldout to measure transfer")
+    "Synthesize a perturbation toward every label from the single image `x` and rank labels by transfer ASR, under `config.schedule`."
+    cfg, dev = SmoothInvConfig.of(config), get_device(device)
+    x, K, y = _start(model, x, y)
+    ho = _labelled(x_heldout, y_heldout, K, needed_by='identify_target')
     labels = list(range(K)) if labels is None else [check_label(l, K, 'labels') for l in labels]
     if not labels: raise ValueError("labels is empty")
     if len(set(labels)) != len(labels): raise ValueError(f"labels has duplicates: {labels}")
-    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1): raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
-    check_int(shrink, 'shrink', lo=0)
     if budget_s is not None: check_positive(budget_s, 'budget_s')
-    if isinstance(schedule, str):
-        if schedule not in SCHEDULES: raise ValueError(f"schedule={schedule!r} is not a schedule (known: {', '.join(SCHEDULES)})")
-        schedule = SCHEDULES[schedule]
-    if not isinstance(schedule, Schedule): raise TypeError(f"schedule must be a Schedule or a name, got {type(schedule).__name__}")
+    seed, schedule, perf = check_seed(seed), cfg.plan, _perf(perf, IDENTIFY_PERF, dev)
+    eps = default_eps(tuple(x.shape))[0] if cfg.eps is None else cfg.eps
+    sigma = 0.12 if cfg.sigma is None else cfg.sigma
     t0, ladder, rounds, limited, work = time.time(), [], [], False, 0
-    m = inference_copy(model.to(dev)) if fast else model  # one copy for every budget, and for the transfer ASR too
-    if fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(denoiser.to(dev))
-    L = len(labels)
+    m = inference_copy(model_on(model, dev)) if perf.fast else model  # one copy for every budget, and for the transfer ASR too
+    if perf.fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(model_on(denoiser, dev))
+    run_perf = replace(perf, fast=False)  # the copy is made
+    L, steps = len(labels), cfg.steps
     asr, p = torch.full((L,), float('nan')), torch.zeros(L, *x.shape)
     hist = {k: torch.full((steps, L), float('nan')) for k in ('loss', 'prob', 'norm')}
     probe = (ho[0][:schedule.probe], ho[1][:schedule.probe])
+    left = lambda: None if budget_s is None else max(budget_s - (time.time() - t0), 1e-3)
     todo = torch.arange(L)  # labels scanned at this budget: all at first, then those that transferred at the previous one
-    for k in range(shrink + 1):
+    for k in range(cfg.shrink + 1):
         if k: eps = eps / 2
         t1, open_, done, decision = time.time(), todo, 0, ''
         pk, ak = torch.zeros(L, *x.shape), torch.full((L,), float('nan'))
         for r, (fs, fn) in enumerate(schedule.rounds):
             n_steps = steps - done if r == len(schedule.rounds) - 1 else round(fs * steps)
-            n_r = max(1, round(fn * n_noise))
+            n_r = max(1, round(fn * cfg.n_noise))
             if n_steps <= 0 or (n_steps < schedule.min_steps and r < len(schedule.rounds) - 1): continue
-            run = smooth_pgd(m, x, [labels[j] for j in open_], eps, sigma, n_r, n_steps, None, denoiser, seed + r, amp, (), False,
-                             chunk, progress=progress and f'scan: {len(open_)} labels at eps {eps:.3g}, round {r + 1}', device=dev,
-                             start=pk[open_])
-            pk[open_] = run['p']; work += len(open_) * n_steps * n_r
-            for key, h in run['history'].items(): hist[key][done:done + n_steps, open_] = h
-            done += n_steps
+            run = _pgd(m, x, [labels[j] for j in open_], eps, sigma, n_noise=n_r, steps=n_steps, denoiser=denoiser, perf=run_perf,
+                       seed=seed + r, start=pk[open_], desc=f'scan: {len(open_)} labels at eps {eps:.3g}, round {r + 1}',
+                       progress=progress, device=dev, budget_s=left() if rounds else None)  # the first round always runs whole
+            ran = len(run['history']['loss'])
+            pk[open_] = run['p']; work += len(open_) * ran * n_r
+            for key, h in run['history'].items(): hist[key][done:done + ran, open_] = h
+            done += ran
+            limited = limited or run['inversion'].budget_limited
             last = r == len(schedule.rounds) - 1
-            on = ho if last else probe
-            for j in open_.tolist(): ak[j] = _transfer_asr(m, on, pk[j], labels[j], dev)
-            rounds.append({'eps': eps, 'round': r, 'labels': [labels[j] for j in open_], 'steps': n_steps, 'n_noise': n_r,
+            on = ho if last or limited else probe
+            ak[open_] = _transfer(m, on, pk[open_], [labels[j] for j in open_], dev)
+            rounds.append({'eps': eps, 'round': r, 'labels': [labels[j] for j in open_], 'steps': ran, 'n_noise': n_r,
                            'asr': ak[open_].tolist(), 'on': len(on[0])})
-            if last: break
+            if last or limited: break
             if budget_s is not None and time.time() - t0 > budget_s: limited = True; break
-            nxt, decision = _open_after(schedule, ak, open_, threshold, r)
+            nxt, decision = _open_after(schedule, ak, open_, cfg.threshold, r)
             if decision:
                 if decision == 'one label':  # measure the decided label on every held-out image, as at the end
-                    j = int(nxt[0]); ak[j] = _transfer_asr(m, ho, pk[j], labels[j], dev)
+                    j = int(nxt[0]); ak[j] = _transfer(m, ho, pk[j][None], [labels[j]], dev)[0]
                     rounds.append({'eps': eps, 'round': r, 'labels': [labels[j]], 'steps': 0, 'n_noise': 0, 'asr': [ak[j].item()],
                                    'on': len(ho[0])})
                 open_ = nxt; break
@@ -486,31 +517,36 @@ def identify_target(model:nn.Module, # the classifier to scan
         scanned = ~ak.isnan()
         asr[scanned], p[scanned] = ak[scanned], pk[scanned]
         ladder.append((eps, ak, time.time() - t1))
-        hit = todo[(ak[todo] >= threshold)]
+        hit = todo[(ak[todo] >= cfg.threshold)]
         if limited or len(hit) <= 1: break
-        if budget_s is not None and k < shrink and time.time() - t0 > budget_s: limited = True; break
+        if budget_s is not None and k < cfg.shrink and time.time() - t0 > budget_s: limited = True; break
         todo = hit  # a label that did not transfer at this budget does not at half of it: rescan only those that did
-    src = int(batched_logits(model, x[None], device=dev).argmax(1))
-    return TargetScan(labels, asr, p, x.cpu(), src, eps, float(sigma), float(threshold), time.time() - t0,
+    src = y if y is not None else int(batched_logits(model, x[None], device=dev).argmax(1))
+    return TargetScan(labels, asr, p, x.cpu(), src, eps, float(sigma), float(cfg.threshold), time.time() - t0,
                       hist, list(classes) if classes is not None else None, ladder, limited,
                       next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work)
 
 # %% ../nbs/40_smoothinv.ipynb #1ef72498
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step
 
-def nc_single_image(model:nn.Module, x:Tensor, target:int, x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None,
-                    device=None, **hyper)->InversionResult: # hyper: any `NCConfig` field, over `NC_SINGLE`
+def nc_single_image(model:nn.Module, x:Tensor, y:Optional[int]=None, *, target:int,
+                    config=None, # an `NCConfig` or a dict of its fields, over `NC_SINGLE`
+                    x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None,
+                    seed:int=0, device=None, progress:bool=False)->InversionResult:
     "Neural Cleanse with the single image `x` as its support set, for `target` only (the paper's NC baseline)."
-    from backdoor_nb.neural_cleanse import neural_cleanse
+    import dataclasses
+    from backdoor_nb.neural_cleanse import neural_cleanse, NCConfig
     dev = get_device(device)
-    x, target, _, _ = _prepare(model, x, target, 1., 0., 1, 1, None, dev)
-    ho = _heldout(x_heldout, y_heldout)
-    r = neural_cleanse(model, x[None], labels=[target], progress=False, device=dev, config={**NC_SINGLE, **hyper})
+    x, K, y = _start(model, x, y)
+    target = check_label(target, K, 'target'); ho = _labelled(x_heldout, y_heldout, K)
+    if isinstance(config, NCConfig): config = dataclasses.asdict(config)
+    if config is not None and not isinstance(config, dict): raise TypeError(f"config must be an NCConfig or a dict of its fields, got {type(config).__name__}")
+    r = neural_cleanse(model, x[None], labels=[target], progress=progress, device=dev, seed=seed, config={**NC_SINGLE, **(config or {})})
     trig = r.trigger(target)
-    asr = attack_success_rate(model, ho[0], ho[1], trigger=trig, target=target, device=dev) if ho is not None else None
+    asr = attack_success_rate(model, *ho, trigger=trig, target=target, device=dev) if ho is not None else None
     xs = trig.apply(x[None].cpu())[0]
     return InversionResult(trig, target, 'nc', asr, {}, r.seconds,
-                           {'l1': r.l1[0].item(), 'reached': bool(r.reached[0]), 'steps': int(r.steps[0]), 'x': x.cpu(), 'x_synth': xs})
+                           {'l1': r.l1[0].item(), 'reached': bool(r.reached[0]), 'steps': int(r.steps[0]), 'x': x.cpu(), 'y': y, 'x_synth': xs})
 
 # %% ../nbs/40_smoothinv.ipynb #48fae3d8
 class DnCNN(nn.Module):
@@ -533,36 +569,43 @@ def denoise_loss(sigmas:Sequence[float])->Callable:
     return loss_fn
 
 def train_denoiser(x:Tensor, # clean training images `(N, C, H, W)` in [0, 1]
-                   sigmas:Sequence[float]=PAPER_SIGMAS, width:int=24, depth:int=4, epochs:int=4,
+                   *, sigmas:Sequence[float]=PAPER_SIGMAS, width:int=24, depth:int=4, epochs:int=4,
                    batch_size:int=128, lr:float=2e-3, seed:int=0, device=None, progress:bool=True)->tuple:
     "Train a `DnCNN` on clean images `x` to remove Gaussian noise of the `sigmas`; returns `(denoiser, history)`."
     from backdoor_nb.models import train
     from backdoor_nb.data import ImageData
-    check_images(x)
+    check_images(x); seed = check_seed(seed)
     if not len(sigmas): raise ValueError("sigmas is empty")
     for s in sigmas: check_positive(s, 'sigmas')
-    set_seed(seed)  # the initial weights too, not only the training noise and batch order
-    model = DnCNN(x.shape[1], width, depth)
-    data = ImageData(x, torch.zeros(len(x), dtype=torch.long), ['image'])
-    hist = train(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer='adam', weight_decay=0.,
-                 loss_fn=denoise_loss(sigmas), seed=seed, device=device, progress=progress)
+    dev = get_device(device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):  # the caller's random state is restored afterwards
+        torch.manual_seed(seed)  # the initial weights and the training noise too, not only the batch order
+        model = DnCNN(x.shape[1], width, depth)
+        data = ImageData(x, torch.zeros(len(x), dtype=torch.long), ['image'])
+        hist = train(model, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer='adam', weight_decay=0.,
+                     loss_fn=denoise_loss(sigmas), seed=seed, device=dev, progress=progress)
     return model.eval(), hist
 
-def pretrained_denoiser(name:str, # data set name, part of the cache file name
+# %% ../nbs/40_smoothinv.ipynb #7d012e5d
+def pretrained_denoiser(name:str, # data set name, part of the cache file name: a plain identifier (letters, digits, '_')
                         x:Tensor, # its clean training images
-                        sigmas:Sequence[float]=PAPER_SIGMAS, cache_dir=None, retrain:bool=False, device=None,
+                        *, sigmas:Sequence[float]=PAPER_SIGMAS, cache_dir=None, retrain:bool=False, device=None,
                         progress:bool=True, **kwargs)->nn.Module: # kwargs: `train_denoiser`'s width, depth, epochs, ...
     "A `DnCNN` for the data set `name`, trained on `x` once and cached (safetensors) beside the model zoo."
     from backdoor_nb.attacks import default_cache
     from backdoor_nb.models import save_model, load_model
+    if not (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9_]+', name)):
+        raise ValueError(f"name must be a plain identifier (letters, digits, '_'), got {name!r}")
     check_images(x)
     cfg = {'sigmas': [float(s) for s in sigmas], 'n': len(x), 'shape': list(x.shape[1:]), **kwargs}
     key = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
-    path = Path(cache_dir if cache_dir is not None else default_cache()) / f"{name}-dncnn-{key}"
+    root = Path(cache_dir if cache_dir is not None else default_cache()).resolve()
+    path = root / f"{name}-dncnn-{key}"
+    if path.parent != root: raise ValueError(f"name={name!r} would leave the cache folder {root}")
     arch = {k: kwargs[k] for k in ('width', 'depth') if k in kwargs}
     if not retrain and path.with_name(path.name + '.json').exists():
         return load_model(path, DnCNN(x.shape[1], **arch), device=device)[0].eval()
-    model, hist = train_denoiser(x, sigmas, device=device, progress=progress, **kwargs)
+    model, hist = train_denoiser(x, sigmas=sigmas, device=device, progress=progress, **kwargs)
     save_model(model, path, input_shape=list(x.shape[1:]), meta={'denoiser': cfg, 'loss': hist.last.get('loss')})
     return model.to(get_device(device))
 
@@ -594,13 +637,13 @@ class SanityTable:
         return ax
 
 def smoothing_sanity(model:nn.Module, x:Tensor, y:Tensor, # clean images and labels
-                     trigger:Trigger, target:int, # the true backdoor
+                     *, trigger:Trigger, target:int, # the true backdoor
                      sigmas:Sequence[float]=(0.,) + PAPER_SIGMAS,
                      denoisers:Optional[dict]=None, # `{name: T}`; default `{'w/o': None}`
-                     n_noise:int=40, seed:int=0, device=None)->SanityTable:
+                     n_noise:int=40, perf:Optional[Perf]=None, seed:int=0, device=None)->SanityTable:
     "Clean accuracy and ASR of the smoothed classifier `G` for each sigma and each transformation T."
-    check_images(x); check_labels(y, n=len(x))
-    target = check_label(target, batched_logits(model, x[:1], device=device).shape[1], 'target')
+    check_images(x); K = check_model(model, x)
+    y = check_labels(y, K, 'y', n=len(x)); target = check_label(target, K, 'target')
     sigmas = [check_positive(s, 'sigma', strict=False) for s in sigmas]
     denoisers = {'w/o': None} if denoisers is None else dict(denoisers)
     keep = y != target
@@ -610,9 +653,9 @@ def smoothing_sanity(model:nn.Module, x:Tensor, y:Tensor, # clean images and lab
     for name, T in denoisers.items():
         acc, asr = [], []
         for s in sigmas:
-            n, Ts = (1, None) if s == 0 else (n_noise, T)  # sigma = 0: the base classifier, as in the paper
-            acc.append((smoothed_predict(model, x, s, n, Ts, seed=seed, device=device) == y).float().mean().item())
-            asr.append((smoothed_predict(model, x[keep], s, n, Ts, trigger=tr, seed=seed, device=device) == target).float().mean().item())
+            kw = dict(sigma=s, n_noise=1 if s == 0 else n_noise, denoiser=None if s == 0 else T, perf=perf, seed=seed, device=device)
+            acc.append((smoothed_predict(model, x, **kw) == y).float().mean().item())  # sigma = 0: the base classifier, as in the paper
+            asr.append((smoothed_predict(model, x[keep], trigger=tr, **kw) == target).float().mean().item())
         rows[name] = {'clean_acc': acc, 'asr': asr}
     return SanityTable(sigmas, rows)
 
@@ -658,15 +701,15 @@ def show_zoom(res:InversionResult, k:int=8, true_trigger:Optional[Trigger]=None,
 class SmoothInvExplorer:
     "Widget: sigma and eps sliders and a target label -> the synthesized image, its perturbation and its transfer ASR."
     def __init__(self, model:nn.Module, x:Tensor, # the model and one start image
-                 x_heldout:Tensor, y_heldout:Tensor, # clean images to measure transfer on
-                 n_noise:int=16, steps:int=100, denoiser:Optional[Callable]=None,
+                 *, x_heldout:Tensor, y_heldout:Tensor, # clean images to measure transfer on
+                 config=None, # `SmoothInvConfig` or a dict of its fields; default n_noise=16, steps=100 (interactive)
+                 perf:Optional[Perf]=None, denoiser:Optional[Callable]=None,
                  classes:Optional[Sequence[str]]=None, target:int=0, device=None):
         import ipywidgets as W
-        self.model, self.x, self.device = model, _one_image(x), device
-        self.ho = _heldout(x_heldout, y_heldout)
-        if self.ho is None: raise ValueError("SmoothInvExplorer needs x_heldout and y_heldout")
-        self.n_noise, self.steps, self.denoiser = check_int(n_noise, 'n_noise'), check_int(steps, 'steps'), denoiser
-        K = _n_classes(model, self.x, get_device(device))
+        self.model, self.device, self.perf, self.denoiser = model, device, perf, denoiser
+        self.x, K, _ = _start(model, x)
+        self.ho = _labelled(x_heldout, y_heldout, K, needed_by='SmoothInvExplorer')
+        self.config = SmoothInvConfig.of({'n_noise': 16, 'steps': 100} if config is None else config)
         e0 = default_eps(tuple(self.x.shape))[0]
         self.sigma = W.FloatSlider(value=0.25, min=0., max=1., step=0.01, description='sigma', continuous_update=False)
         self.eps = W.FloatSlider(value=round(e0, 2), min=0.1, max=round(3 * e0, 2), step=0.05, description='eps', continuous_update=False)
@@ -681,9 +724,9 @@ class SmoothInvExplorer:
         "Re-run SmoothInv with the current controls and redraw."
         import matplotlib.pyplot as plt
         from IPython.display import display
-        r = self.result = smoothinv(self.model, self.x, self.target.value, eps=self.eps.value, sigma=self.sigma.value,
-                                    n_noise=self.n_noise, steps=self.steps, denoiser=self.denoiser, x_heldout=self.ho[0],
-                                    y_heldout=self.ho[1], snapshots=(), progress=False, device=self.device)
+        cfg = replace(self.config, eps=self.eps.value, sigma=self.sigma.value)
+        r = self.result = smoothinv(self.model, self.x, target=self.target.value, config=cfg, perf=self.perf, denoiser=self.denoiser,
+                                    x_heldout=self.ho[0], y_heldout=self.ho[1], snapshots=(), progress=False, device=self.device)
         self.info.value = (f"<b>target {r.target}</b>: transfer ASR <b>{r.asr:.3f}</b> on {len(self.ho[0])} held-out images; "
                            f"the model predicts {r.info['pred_synth']} on the synthesized image; "
                            f"||p|| = {r.history['norm'][-1]:.2f} ({r.seconds:.1f} s)")
@@ -698,19 +741,20 @@ class SmoothInvExplorer:
         from IPython.display import display; display(self.box)
 
 # %% ../nbs/40_smoothinv.ipynb #128a3b12
-def smoothinv_demo_step(model:nn.Module, x_test:Tensor, y_test:Tensor, device=None,
+def smoothinv_demo_step(model:nn.Module, x:Tensor, y:Tensor, # test images and labels: one start image, the rest held out
+                        *, config=None, # `SmoothInvConfig` or a dict of its fields (identification's defaults)
+                        perf:Optional[Perf]=None,
                         n_heldout:int=500, # held-out images for the transfer ASR
-                        eps:Optional[float]=None, # L2 budget; default `default_eps(image shape)[0]`
-                        n_noise:int=40, steps:int=400, seed:int=0, progress:bool=True)->dict:
+                        seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None)->dict:
     "One-image target identification for the demo: `{'target', 'transfer_asr', 'backdoored', 'seconds', ...}`."
-    check_images(x_test, 'x_test'); check_labels(y_test, name='y_test', n=len(x_test))
-    if len(x_test) < 2: raise ValueError(f"x_test needs at least 2 images (a start image and held-out ones), got {len(x_test)}")
-    check_int(n_heldout, 'n_heldout')
+    check_images(x, 'x')
+    if len(x) < 2: raise ValueError(f"x needs at least 2 images (a start image and held-out ones), got {len(x)}")
+    y = check_labels(y, None, 'y', n=len(x)); check_int(n_heldout, 'n_heldout')
     t0 = time.time()
-    idx = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(check_seed(seed)))
     start, ho = idx[0], idx[1:1 + n_heldout]
-    scan = identify_target(model, x_test[start], x_test[ho], y_test[ho], eps=eps, n_noise=n_noise, steps=steps, seed=seed,
-                           progress=progress, device=device)
+    scan = identify_target(model, x[start], int(y[start]), x_heldout=x[ho], y_heldout=y[ho], config=config, perf=perf, seed=seed,
+                           progress=progress, device=device, budget_s=budget_s)
     return {'target': scan.target, 'transfer_asr': round(scan.target_asr, 4), 'backdoored': scan.backdoored,
-            'asr_per_label': [round(a, 4) for a in scan.asr.tolist()], 'start_label': int(y_test[start]),
+            'asr_per_label': [round(a, 4) for a in scan.asr.tolist()], 'start_label': int(y[start]),
             'seconds': round(time.time() - t0, 2)}

@@ -50,6 +50,7 @@ def main():
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     from backdoor_nb.data import load_data
+    from backdoor_nb.invert import Perf
     from backdoor_nb.scan import _zoo_source, as_scan_data, DETECTORS
     rows = []
     for ds in a.datasets:
@@ -58,7 +59,8 @@ def main():
         for name, model, gt in models(ds, a.names, outside, Path(a.cache)):
             truth = gt['target'] if gt['backdoored'] else None
             row = {'dataset': ds, 'model': name, 'truth': truth, 'labels': len(data.classes)}
-            runs = [('halving', {})] + ([('paper', {'schedule': 'paper', 'amp': a.reference_amp})] if a.reference else [])
+            runs = [('halving', {})] + ([('paper', {'schedule': 'paper', 'perf': Perf(amp=a.reference_amp, fast=True, batch=128)})]
+                                        if a.reference else [])
             for key, kw in runs:
                 t0 = time.time()
                 s = DETECTORS['smoothinv'].fn(model, data, seed=a.seed, progress=False, **kw)

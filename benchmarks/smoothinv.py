@@ -21,6 +21,7 @@ import argparse, json, math, os, time
 import torch
 from backdoor_nb.attacks import model_zoo, default_cache
 from backdoor_nb.data import load_data, shared_data
+from backdoor_nb.invert import Perf
 from backdoor_nb.smoothinv import (smoothinv_sweep, identify_target, nc_single_image, pretrained_denoiser, default_eps,
                                    smoothing_sanity, PAPER_SIGMAS)
 
@@ -46,37 +47,39 @@ def run_model(ds, name, zm, data, a, dn):
     pool, sel, ev = splits(data, a.seed)
     tgt = zm.backdoor.target if zm.backdoor is not None else 0
     starts = [int(i) for i in pool if int(y[i]) != tgt][:a.n_starts]
-    kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], steps=a.steps, snapshots=(), seed=a.seed, amp=a.amp,
-              progress=False)
+    perf = Perf(amp=a.amp, fast=True, batch=128)
+    kw = dict(x_heldout=x[ev], y_heldout=y[ev], x_select=x[sel], y_select=y[sel], snapshots=(), seed=a.seed, perf=perf, progress=False)
     row = {'ds': ds, 'model': name, 'target': tgt, 'true_asr': zm.metrics.get('asr', float('nan')),
            'clean_acc': zm.metrics.get('clean_acc', float('nan'))}
     if a.identify_only: starts = starts[:1]
     if zm.backdoor is not None:  # the paper's Table 3: does the true backdoor survive the smoothing (sigma 0.25, N = 40)?
-        row['smoothed_asr'] = smoothing_sanity(zm.model, x[ev][:300], y[ev][:300], zm.backdoor.trigger, tgt, sigmas=(0.25,)).rows['w/o']['asr'][0]
+        row['smoothed_asr'] = smoothing_sanity(zm.model, x[ev][:300], y[ev][:300], trigger=zm.backdoor.trigger, target=tgt,
+                                               sigmas=(0.25,)).rows['w/o']['asr'][0]
     t0 = time.time()
-    scan = identify_target(zm.model, x[starts[0]], x[sel], y[sel], sigma=a.id_sigma, n_noise=a.id_noise, steps=a.id_steps,
-                           seed=a.seed, amp=a.amp, progress=False)
+    scan = identify_target(zm.model, x[starts[0]], x_heldout=x[sel], y_heldout=y[sel], seed=a.seed, perf=perf, progress=False,
+                           config=dict(sigma=a.id_sigma, n_noise=a.id_noise, steps=a.id_steps, schedule=a.id_schedule))
     row.update(id_target=scan.target, id_asr=scan.target_asr, id_next=scan.target_asr - scan.margin,
                id_backdoored=scan.backdoored, id_seconds=time.time() - t0, id_asr_all=[round(v, 3) for v in scan.asr.tolist()],
                id_ladder=[(round(e, 3), [round(v, 3) for v in asr.tolist()], round(t, 1)) for e, asr, t in scan.ladder])
     if a.eps_from_scan: kw['eps_grid'] = [scan.eps, 2 * scan.eps]  # the budget the scan settled on, and twice it
     row['eps_grid'] = [round(e, 3) for e in kw.get('eps_grid', default_eps(tuple(x.shape[1:])))]
     t0 = time.time()
-    si = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, **kw) for i in starts]
+    cfg = dict(n_noise=a.n_noise, steps=a.steps)
+    si = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], target=tgt, config=cfg, **kw) for i in starts]
     if si:
         row['smoothinv'] = [r.asr for r in si]
         row['best_cfg'] = [(round(r.info['eps'], 2), r.info['sigma']) for r in si]
         row['t_smoothinv'] = (time.time() - t0) / len(starts)
-    pa = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], tgt, sigmas=[0.], n_noise=1, method='plainadv', **kw) for i in starts]
+    pa = [] if a.identify_only else [smoothinv_sweep(zm.model, x[i], target=tgt, method='plainadv', config=cfg, **kw) for i in starts]
     if pa: row['plainadv'] = [r.asr for r in pa]
     if dn is not None and a.denoiser_starts > 0 and not a.identify_only:
         t0 = time.time()
-        sd = [smoothinv_sweep(zm.model, x[i], tgt, n_noise=a.n_noise, denoiser=dn, **kw) for i in starts[:a.denoiser_starts]]
+        sd = [smoothinv_sweep(zm.model, x[i], target=tgt, config=cfg, denoiser=dn, **kw) for i in starts[:a.denoiser_starts]]
         row['smoothinv_dn'] = [r.asr for r in sd]
         row['t_smoothinv_dn'] = (time.time() - t0) / len(sd)
     if not (a.no_nc or a.identify_only):
         t0 = time.time()
-        nc = [nc_single_image(zm.model, x[i], tgt, x[ev], y[ev], seed=a.seed) for i in starts]
+        nc = [nc_single_image(zm.model, x[i], target=tgt, x_heldout=x[ev], y_heldout=y[ev], seed=a.seed) for i in starts]
         row['nc'] = [r.asr for r in nc]
         row['t_nc'] = (time.time() - t0) / len(starts)
     return row
@@ -114,10 +117,10 @@ def markdown(rows):
 HEAD = (f"{'dataset':8} {'model':14} {'true':>6} {'G.25':>6} {'SI w/o':>7} {'SI w/':>7} {'PlainA':>7} {'NC-1':>7}"
         f"   {'id':>3} {'idASR':>5} {'next':>5} {'right':>8} {'id s':>6}")
 
-ONE_PASS = 10 ** 9  # a chunk larger than any batch: all rows x N copies in one forward-backward pass
-MODES = {'fp32-1pass': dict(amp=False, fast=False, chunk=ONE_PASS), 'bf16-1pass': dict(amp=True, fast=False, chunk=ONE_PASS),
-         'bf16-fast-1pass': dict(amp=True, fast=True, chunk=ONE_PASS), 'fp32-fast': dict(amp=False, fast=True),
-         'bf16-fast': dict(amp=True, fast=True)}  # chunked (the default) unless 1pass; fast = on the inference copy
+ONE_PASS = 10 ** 9  # a pass larger than any batch: all rows x N copies in one forward-backward pass
+MODES = {'fp32-1pass': Perf(batch=ONE_PASS), 'bf16-1pass': Perf(amp=True, batch=ONE_PASS),
+         'bf16-fast-1pass': Perf(amp=True, fast=True, batch=ONE_PASS), 'fp32-fast': Perf(fast=True, batch=128),
+         'bf16-fast': Perf(amp=True, fast=True, batch=128)}  # passes of 128 images (the default) unless 1pass; fast = on the inference copy
 
 def speed(ds, a):
     "Wall-clock time of one all-class scan from one image (one budget, N = 40, 400 steps, transfer on 500 images) per mode."
@@ -129,8 +132,8 @@ def speed(ds, a):
     pool, sel, ev = splits(data, a.seed)
     start = next(int(i) for i in pool if int(y[i]) != zm.backdoor.target)
     for mode in a.speed_modes:
-        s = identify_target(zm.model, x[start], x[sel[:500]], y[sel[:500]], n_noise=a.id_noise, steps=a.id_steps, seed=a.seed,
-                            shrink=0, progress=False, **MODES[mode])
+        s = identify_target(zm.model, x[start], x_heldout=x[sel[:500]], y_heldout=y[sel[:500]], seed=a.seed, perf=MODES[mode], progress=False,
+                            config=dict(n_noise=a.id_noise, steps=a.id_steps, shrink=0, schedule='paper'))
         print(f"{ds:8} {names[0]:10} {len(s.labels):3} labels x N={a.id_noise} x {a.id_steps} steps, 500 held-out {mode:>10}: "
               f"{s.seconds:6.1f} s (load {os.getloadavg()[0]:.1f}) -> target {s.target} at eps {s.eps:.2f} "
               f"(ASR {s.target_asr:.3f}; next {s.target_asr - s.margin:.3f})", flush=True)
@@ -145,6 +148,7 @@ def main(argv=None):
     p.add_argument('--id-noise', type=int, default=40)
     p.add_argument('--id-steps', type=int, default=400)
     p.add_argument('--id-sigma', type=float, default=0.12, help="noise level of the identification scan (identify_target's default)")
+    p.add_argument('--id-schedule', default='paper', help="the identification's schedule (the tables below: 'paper'; the default scan: 'halving')")
     p.add_argument('--denoiser-starts', type=int, default=5, help='start images for the w/ denoiser column (0: skip)')
     p.add_argument('--no-nc', action='store_true')
     p.add_argument('--eps-from-scan', action='store_true',
