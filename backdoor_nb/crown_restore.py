@@ -4,8 +4,8 @@
 
 # %% ../nbs/30_crown_restore.ipynb #47270e06
 from __future__ import annotations
-import math, time
-from dataclasses import dataclass, field
+import copy, math, time
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
 
@@ -13,37 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode,
-                              batched_logits, attack_success_rate, show_images, strength_map,
-                              check_positive, check_int)
+from .core import (Trigger, InversionResult, BadInput, get_device, check_images, check_labels, check_label, check_model,
+                              check_real, check_positive, check_int, check_choice, check_seed, register_type, eval_mode, model_on,
+                              attack_success_rate, show_images, strength_map)
+from .invert import invert, Perf, MaskPattern, Additive, WeightedMargin, Fixed, OPTIMIZERS, margins, INF
 from .lirpa import (load_lirpa, bound_model, margin_matrix, other_classes, UnsupportedModelError,
-                               _input_name, _unsupported_error, _lirpa_log_level, _keep_grad_flags)
+                               input_name, unsupported_error, lirpa_log_level)
 from .models import Normalize
 
 # %% auto #0
-__all__ = ['INF', 'WEIGHTS', 'SIDES', 'GRADIENTS', 'KINDS', 'STARTS', 'OPTIMIZERS', 'margins', 'rho_schedule', 'exact_gradient',
-           'crown_gradient', 'split_model', 'tail_gradient', 'GradSource', 'Additive', 'Patch', 'model_mean',
-           'start_images', 'restore', 'plot_asr_curves', 'LineProbe', 'gradient_line', 'CrownRestoreExplorer']
-
-# %% ../nbs/30_crown_restore.ipynb #12636682
-INF = float('inf')
-
-def _check_norm(norm):
-    if isinstance(norm, bool) or norm not in (INF, 2): raise ValueError(f"norm must be float('inf') or 2, got {norm!r}")
-    return float(norm)
-
-def _key(d:dict, v, name):
-    if v not in d: raise ValueError(f"{name}={v!r} is not known (known: {', '.join(map(str, d))})")
-    return d[v]
+__all__ = ['WEIGHTS', 'SIDES', 'GRADIENTS', 'STARTS', 'KINDS', 'rho_schedule', 'exact_gradient', 'crown_gradient', 'split_model',
+           'tail_gradient', 'GradSource', 'BoundGradient', 'model_mean', 'start_images', 'RestoreConfig', 'restore',
+           'plot_asr_curves', 'LineProbe', 'gradient_line', 'CrownRestoreExplorer']
 
 # %% ../nbs/30_crown_restore.ipynb #2955e80e
-def margins(logits:Tensor, # `(B, K)`
-            target:int, # the target class
-           )->Tensor:
-    "`(B, K-1)`: the margins `f_target - f_j` for the classes `j != target`, in increasing order of `j` (as in `lirpa.margin_matrix`)."
-    j = other_classes(target, logits.shape[1], len(logits)).to(logits.device)
-    return logits[:, target:target + 1] - logits.gather(1, j)
-
 WEIGHTS = { # margins `(B, K-1)` -> weights `(B, K-1)` of the loss `-sum_j w_j m_j`
     'max': lambda m: F.one_hot(m.argmin(1), m.shape[1]).to(m.dtype), # the blog: f_source - f_target, source = strongest other class
     'sum': lambda m: torch.ones_like(m), # every other class
@@ -66,11 +49,20 @@ def rho_schedule(rho, # a number, `(start, end)` for a geometric decay, or a cal
     return [float(v) for v in vals]
 
 # %% ../nbs/30_crown_restore.ipynb #84cce65b
+def _private(modules, device):
+    "An eval-mode copy of a module (or a tuple of modules, copied together) on `device`, without gradients: auto_LiRPA may change what it wraps."
+    out = copy.deepcopy(modules)
+    for m in (out if isinstance(out, tuple) else (out,)):
+        m.to(get_device(device)).eval()
+        for p in m.parameters(): p.requires_grad_(False)
+    return out
+
 def exact_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF):
-    "The exact input gradient of the loss (autograd); `rho` is ignored."
-    def grad(xp, target, rho, w):
+    "The exact input gradient of the loss (autograd, the model in eval mode); `rho` is ignored."
+    model = model_on(model, device)
+    def grad(xp, targets, rho, w):
         xp = xp.detach().requires_grad_(True)
-        g, = torch.autograd.grad(-(w * margins(model(xp), target)).sum(), xp)
+        with torch.enable_grad(), eval_mode(model): g, = torch.autograd.grad(-(w * margins(model(xp), targets.to(xp.device))).sum(), xp)
         return g
     return grad
 
@@ -84,12 +76,12 @@ SIDES = { # which linear bound of the margins serves as the approximate gradient
 def _bound_A(bm, x, C, ptb, method, model, side='lower'):
     "auto_LiRPA coefficients `(B, n_spec, *x.shape[1:])` of the `side` linear bound of `C f` w.r.t. the bounded module's input."
     lirpa = load_lirpa()
-    inp, out = _input_name(bm), bm.output_name[0]
+    inp, out = input_name(bm), bm.output_name[0]
     try:
-        with torch.no_grad(), _lirpa_log_level(40):
+        with torch.no_grad(), lirpa_log_level(40):
             res = bm.compute_bounds(x=(lirpa.BoundedTensor(x, ptb),), C=C, method=method, return_A=True,
                                     bound_upper=side != 'lower', needed_A_dict={out: [inp]})
-    except Exception as e: raise _unsupported_error(model, x[:1], e) from e
+    except Exception as e: raise unsupported_error(model, x[:1], e) from e
     d = res[2][out][inp]
     mat = lambda A: None if A is None else (A if isinstance(A, Tensor) else A.to_matrix(x.shape)).reshape(len(x), C.shape[1], *x.shape[1:])
     return SIDES[side](mat(d['lA']), mat(d.get('uA')))
@@ -99,17 +91,17 @@ def crown_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
                    batch_size:int=1, # images per auto_LiRPA call (full CROWN: 1 is fastest, its cost grows faster than the batch)
                    side:str='mid', # a key of `SIDES`
                   ):
-    "CROWN coefficients of the margins over the ball `B_rho(x')` of each image, weighted like the loss."
+    "CROWN coefficients of the margins over the ball `B_rho(x')` of each image, weighted like the loss (bounds a private copy of `model`)."
     if method == 'CROWN-IBP' and norm != INF: raise ValueError("grad='crown-ibp' needs norm=inf (interval bounds)")
-    _key(SIDES, side, 'side')
-    bm = bound_model(model, x_example, device)  # (keeps the model's requires_grad flags)
+    check_choice(side, 'side', SIDES)
+    model = _private(model, device)
+    bm = bound_model(model, x_example, device)
     K = bm[bm.output_name[0]].output_shape[-1]
     lirpa = load_lirpa()
-    @_keep_grad_flags(model)
-    def grad(xp, target, rho, w):
-        xp = xp.detach()
-        A = torch.cat([_bound_A(bm, xb, margin_matrix(target, K, len(xb)).to(xb), lirpa.PerturbationLpNorm(norm=norm, eps=rho), method, model, side)
-                       for xb in xp.split(batch_size)])
+    def grad(xp, targets, rho, w):
+        xp, t = xp.detach(), targets.cpu()
+        A = torch.cat([_bound_A(bm, xp[s:s + batch_size], margin_matrix(t[s:s + batch_size], K).to(xp),
+                                lirpa.PerturbationLpNorm(norm=norm, eps=rho), method, model, side) for s in range(0, len(xp), batch_size)])
         return _combine(w, A)
     return grad
 
@@ -127,89 +119,79 @@ def tail_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
                   split:Optional[tuple]=None, # `(head, tail)` modules with `tail(head(x)) == model(x)`; default `split_model(model)`
                   side:str='mid', # a key of `SIDES`
                  ):
-    "CROWN on the tail over the interval box of the head's features on `B_rho(x')`, chained to `x'` with the head's exact Jacobian."
+    "CROWN on the tail over the interval box of the head's features on `B_rho(x')`, chained to `x'` with the head's exact Jacobian (on private eval-mode copies)."
     if norm != INF: raise ValueError("grad='crown-tail' needs norm=inf (interval bounds of the head)")
-    _key(SIDES, side, 'side')
-    head, tail = split_model(model) if split is None else split
+    check_choice(side, 'side', SIDES)
+    model, dev = _private(model, device), get_device(device)
+    head, tail = split_model(model) if split is None else _private(tuple(split), dev)
+    head.eval(); tail.eval()  # (new `Sequential`s start in train mode, and auto_LiRPA traces a module in its own mode)
     lirpa = load_lirpa()
-    x1 = x_example[:1].to(device)
-    with torch.no_grad(): h1 = head(x1)
-    with torch.no_grad(): same = torch.allclose(tail(h1), model(x1), atol=1e-4, rtol=1e-4)
+    x1 = x_example[:1].to(dev)
+    with torch.no_grad(): h1 = head(x1); same = torch.allclose(tail(h1), model(x1), atol=1e-4, rtol=1e-4)
     if not same: raise ValueError("split: tail(head(x)) != model(x)")
-    with _keep_grad_flags(model, head, tail):
-        bh = bound_model(head, x_example, device)
-        try:
-            with _lirpa_log_level(50): bt = lirpa.BoundedModule(tail, h1, device=device)
-        except Exception as e: raise _unsupported_error(tail, h1, e) from e
+    bh = bound_model(head, x_example, dev)
+    try:
+        with lirpa_log_level(50): bt = lirpa.BoundedModule(tail, h1, device=dev)
+    except Exception as e: raise unsupported_error(tail, h1, e) from e
     bt.eval()
     K = bt[bt.output_name[0]].output_shape[-1]
-    @_keep_grad_flags(model, head, tail)
-    def grad(xp, target, rho, w):
+    def grad(xp, targets, rho, w):
         xp = xp.detach()
         try:
-            with torch.no_grad(), _lirpa_log_level(40):
+            with torch.no_grad(), lirpa_log_level(40):
                 lo, hi = bh.compute_bounds(x=(lirpa.BoundedTensor(xp, lirpa.PerturbationLpNorm(norm=norm, eps=rho)),), method='IBP')
-        except Exception as e: raise _unsupported_error(head, xp[:1], e) from e
-        xg = xp.clone().requires_grad_(True)
-        h = head(xg)
-        A = _bound_A(bt, h.detach(), margin_matrix(target, K, len(xp)).to(xp), lirpa.PerturbationLpNorm(norm=INF, x_L=lo, x_U=hi), 'CROWN', tail, side)
-        g, = torch.autograd.grad(h, xg, grad_outputs=_combine(w, A))
+        except Exception as e: raise unsupported_error(head, xp[:1], e) from e
+        with torch.enable_grad():
+            xg = xp.clone().requires_grad_(True)
+            h = head(xg)
+            A = _bound_A(bt, h.detach(), margin_matrix(targets.cpu(), K).to(xp), lirpa.PerturbationLpNorm(norm=INF, x_L=lo, x_U=hi), 'CROWN', tail, side)
+            g, = torch.autograd.grad(h, xg, grad_outputs=_combine(w, A))
         return g
     return grad
 
 # %% ../nbs/30_crown_restore.ipynb #3c266074
 @dataclass(frozen=True)
 class GradSource:
-    "A gradient source for `restore`: its factory and the `InversionResult.method` name it reports."
-    make:Callable # `(model, x_example, device, norm, **opts) -> grad(x', target, rho, w)`
+    "A gradient source for `restore`: its factory, the `InversionResult.method` name it reports, the norms it supports and its options."
+    make:Callable # `(model, x_example, device, norm, **opts) -> grad(x', targets, rho, w)`: `d(-sum_j w_j m_j) / dx'` per image
     method:str # name in the result
     uses_rho:bool=True # False: rho is ignored (the exact gradient)
+    norms:tuple=(INF, 2.) # the ball norms it can work with
+    autograd:bool=False # True: `restore` leaves it to the engine's own autograd (same gradient, one forward pass less)
+    opts:dict=field(default_factory=dict) # keyword arguments of `make`, e.g. `{'side': 'lower'}` or `{'split': (head, tail)}`
+
+    def with_opts(self, **opts)->GradSource:
+        "The same source with more factory options."
+        return replace(self, opts={**self.opts, **opts})
 
 GRADIENTS = {
     'crown': GradSource(crown_gradient, 'crown-restore'),
-    'crown-ibp': GradSource(partial(crown_gradient, method='CROWN-IBP', batch_size=256), 'crown-ibp-restore'),
-    'crown-tail': GradSource(tail_gradient, 'crown-tail-restore'),
-    'exact': GradSource(exact_gradient, 'exact-sgd', uses_rho=False),
+    'crown-ibp': GradSource(partial(crown_gradient, method='CROWN-IBP', batch_size=256), 'crown-ibp-restore', norms=(INF,)),
+    'crown-tail': GradSource(tail_gradient, 'crown-tail-restore', norms=(INF,)),
+    'exact': GradSource(exact_gradient, 'exact-sgd', uses_rho=False, autograd=True),
 }
 
-# %% ../nbs/30_crown_restore.ipynb #a4c14433
-@dataclass
-class Additive:
-    "An additive trigger `delta` in an Lp ball of radius `eps`, projected after every step."
-    eps:float=0.1 # the budget (pixel units)
-    norm:float=INF # `float('inf')` or 2
-    def __post_init__(self):
-        check_positive(self.eps, 'eps'); self.norm = _check_norm(self.norm)
-        if self.eps > 1 and self.norm == INF: raise ValueError(f"eps must be <= 1 for norm=inf (pixels are in [0, 1]), got {self.eps}")
-    def init(self, shape, g:torch.Generator)->dict: return {'delta': torch.zeros(shape)}
-    def trigger(self, p:dict)->Trigger: return Trigger(delta=p['delta'])
-    def penalty(self, p:dict, frac:float=1.)->Tensor: return p['delta'].new_zeros(())
-    @torch.no_grad()
-    def project(self, p:dict):
-        d = p['delta']
-        if self.norm == INF: d.clamp_(-self.eps, self.eps)
-        else: d.mul_((self.eps / d.norm().clamp_min(1e-12)).clamp(max=1))
-        d.clamp_(-1, 1)
+# %% ../nbs/30_crown_restore.ipynb #6dc49cc8
+class BoundGradient:
+    "An `invert` gradient source from a `GradSource` and one radius per step: `(model, x', targets, objective, step) -> (loss, logits, g)`."
+    def __init__(self, source:GradSource, # e.g. `GRADIENTS['crown-tail']`
+                 rhos:Sequence[float], # the radius at every step (`rho_schedule`)
+                 norm:float=INF): # the ball's norm
+        if not isinstance(source, GradSource): raise BadInput(f"source must be a GradSource, got {type(source).__name__}")
+        if norm not in source.norms: raise ValueError(f"grad={source.method!r} needs norm in {source.norms}, got {norm!r}")
+        self.source, self.rhos, self.norm = source, [check_positive(r, 'rho') for r in rhos] if source.uses_rho else list(rhos), norm
+        self.fn, self.model, self.build_seconds = None, None, 0.
 
-@dataclass
-class Patch:
-    "A patch trigger `mask = sigmoid(a)`, `pattern = sigmoid(b)` with Neural Cleanse's penalty `lam * |mask|_1`."
-    lam:float=0.1 # weight of the mask's L1 norm (pixels)
-    init_mask:float=0.05 # initial mask value everywhere
-    warmup:float=0.25 # share of the steps over which `lam` ramps up from 0
-    def __post_init__(self):
-        check_positive(self.lam, 'lam', strict=False); check_positive(self.warmup, 'warmup', strict=False)
-        if not 0 < self.init_mask < 1: raise ValueError(f"init_mask must be in (0, 1), got {self.init_mask!r}")
-    def init(self, shape, g:torch.Generator)->dict:
-        C, H, W = shape
-        return {'mask': torch.full((1, H, W), math.log(self.init_mask / (1 - self.init_mask))), 'pattern': torch.randn(C, H, W, generator=g)}
-    def trigger(self, p:dict)->Trigger: return Trigger(mask=p['mask'].sigmoid(), pattern=p['pattern'].sigmoid())
-    def penalty(self, p:dict, frac:float=1.)->Tensor:
-        ramp = min(1., frac / self.warmup) if self.warmup > 0 else 1.
-        return self.lam * ramp * p['mask'].sigmoid().sum()
-    def project(self, p:dict): pass
-
-KINDS = {'additive': Additive, 'patch': Patch}
+    def __call__(self, model:nn.Module, xp:Tensor, targets:Tensor, objective, step:int)->tuple:
+        if not hasattr(objective, 'weigh'): raise TypeError(f"BoundGradient needs a WeightedMargin objective, got {type(objective).__name__}")
+        if self.model is not model:  # built once per run (auto_LiRPA traces the model), on the model the engine runs
+            t0 = time.time()
+            self.fn, self.model = self.source.make(model, xp, xp.device, self.norm, **self.source.opts), model
+            self.build_seconds += time.time() - t0
+        with torch.no_grad(): out = model(xp)
+        m = margins(out.float(), targets)
+        w = objective.weigh(m)
+        return -(w * m).sum(1), out, self.fn(xp, targets, self.rhos[step], w)
 
 # %% ../nbs/30_crown_restore.ipynb #a6066bed
 def model_mean(model:nn.Module, channels:int)->Tensor:
@@ -226,114 +208,136 @@ STARTS = { # `(n, (C, H, W), model, generator) -> n images in [0, 1]`
 
 def start_images(model:nn.Module, # the classifier (for the 'mean' start)
                  shape:Sequence[int], # `(C, H, W)`
-                 n:int=12, # number of images
+                 *, n:int=12, # number of images
                  starts:Sequence[str]=('noise', 'blank', 'mean'), # keys of `STARTS`, cycled
                  seed:int=0)->Tensor:
     "`n` synthetic start images for a restoration without clean data, split evenly over `starts`."
-    check_int(n, 'n_starts')
+    check_int(n, 'n_starts'); seed = check_seed(seed)
     starts = list(starts)
     if not starts: raise ValueError("starts is empty")
-    for s in starts: _key(STARTS, s, 'starts')
+    for s in starts: check_choice(s, 'starts', STARTS)
     if len(shape) != 3: raise ValueError(f"image_shape must be (C, H, W), got {tuple(shape)}")
     g = torch.Generator().manual_seed(seed)
     counts = [n // len(starts) + (i < n % len(starts)) for i in range(len(starts))]
     return torch.cat([STARTS[s](c, tuple(shape), model, g) for s, c in zip(starts, counts) if c])
 
+# %% ../nbs/30_crown_restore.ipynb #a4c14433
+KINDS = { # config -> (parametrization, penalty weight, warm-up share)
+    'patch': lambda c: (MaskPattern('sigmoid', mask_init=c.mask_init, pattern_init=('normal', 1.)), c.cost, c.warmup),
+    'additive': lambda c: (Additive(c.eps, c.norm, clip=True), 0., 0.),
+}
+
+@register_type
+@dataclass
+class RestoreConfig:
+    "Hyper-parameters of `restore` (the blog gives none: these are this notebook's, see *The idea*)."
+    kind:str='patch' # a key of `KINDS`: 'patch' (sigmoid mask and pattern, mask-L1 penalty) or 'additive' (delta in an Lp ball)
+    rho:object=0.05 # CROWN's radius: a number, `(start, end)` for a geometric decay, or a callable `step -> rho`
+    norm:float=INF # the norm of CROWN's ball and of the additive budget: `float('inf')` or 2
+    steps:int=200 # optimizer steps
+    lr:float=0.1 # learning rate
+    optimizer:str='adam' # a key of `invert.OPTIMIZERS`
+    weights:str='max' # a key of `WEIGHTS`: how the other classes enter the loss
+    kappa:float=10. # hinge: an image stops pushing once its margin `f_t - max_j f_j` exceeds this
+    cost:float=0.1 # patch: weight of the mask's L1 norm (Neural Cleanse's lambda)
+    warmup:float=0.25 # patch: share of the steps over which `cost` ramps up from 0
+    mask_init:float=0.05 # patch: initial mask value everywhere
+    eps:float=0.1 # additive: the budget (pixel units)
+    n_starts:int=12 # synthetic start images, added to `x` when it is given (0: only `x`)
+    starts:tuple=('noise', 'blank', 'mean') # keys of `STARTS`, cycled
+    image_shape:Optional[tuple]=None # `(C, H, W)` when neither `x` nor `x_heldout` is given
+    eval_every:int=10 # held-out ASR every this many steps (0: only at the end)
+
+    def __post_init__(self):
+        check_choice(self.kind, 'kind', KINDS)
+        if isinstance(self.norm, bool) or self.norm not in (INF, 2): raise BadInput(f"norm must be float('inf') or 2, got {self.norm!r}")
+        self.norm = float(self.norm)
+        check_int(self.steps, 'steps'); rho_schedule(self.rho, self.steps)
+        check_positive(self.lr, 'lr'); check_choice(self.optimizer, 'optimizer', OPTIMIZERS); check_choice(self.weights, 'weights', WEIGHTS)
+        check_positive(self.kappa, 'kappa', strict=False); check_positive(self.cost, 'cost', strict=False)
+        check_real(self.warmup, 'warmup', 0, 1); check_real(self.mask_init, 'mask_init', 0, 1, lo_open=True, hi_open=True)
+        check_real(self.eps, 'eps', 0, 1 if self.norm == INF else None, lo_open=True)
+        check_int(self.n_starts, 'n_starts', lo=0); check_int(self.eval_every, 'eval_every', lo=0)
+        if isinstance(self.starts, str) or not len(self.starts): raise BadInput(f"starts must be a non-empty sequence of keys of STARTS, got {self.starts!r}")
+        self.starts = tuple(check_choice(s, 'starts', STARTS) for s in self.starts)
+        if self.image_shape is not None:
+            if len(self.image_shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.image_shape):
+                raise BadInput(f"image_shape must be (C, H, W) positive ints, got {self.image_shape!r}")
+            self.image_shape = tuple(self.image_shape)
+
+def _as_config(config)->RestoreConfig:
+    if config is None: return RestoreConfig()
+    if isinstance(config, dict): return RestoreConfig(**config)
+    if not isinstance(config, RestoreConfig): raise BadInput(f"config must be a RestoreConfig or a dict of its fields, got {type(config).__name__}")
+    return config
+
 # %% ../nbs/30_crown_restore.ipynb #ff24519e
-OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD}
-
-def _heldout(x_heldout, y_heldout):
-    if (x_heldout is None) != (y_heldout is None): raise ValueError("give x_heldout and y_heldout together")
-    if x_heldout is None: return None
-    check_images(x_heldout, 'x_heldout'); check_labels(y_heldout, name='y_heldout', n=len(x_heldout))
-    return x_heldout, y_heldout
-
-def _freeze(model):
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for p in ps: p.requires_grad_(False)
-    return ps
+def _single(t:Trigger)->Trigger:
+    "The one trigger of a one-row `Trigger` without its row dimension."
+    one = lambda v: None if v is None else v[0]
+    return Trigger(one(t.mask), one(t.pattern), one(t.delta), alpha=t.alpha, name=t.name)
 
 def restore(model:nn.Module, # the (possibly backdoored) classifier, [0, 1] images -> logits
-            target:int, # the label the trigger should send images to
-            x:Optional[Tensor]=None, # clean images `(N, C, H, W)` (1-10 are enough); `None`: synthetic `starts`
-            kind:Union[str,Additive,Patch]='patch', # a key of `KINDS` or a configured `Additive` / `Patch`
-            grad:Union[str,GradSource]='crown-tail', # a key of `GRADIENTS` (or a `GradSource`)
-            rho=0.05, # radius of the ball: a number, `(start, end)` geometric schedule, or `step -> rho`
-            norm:float=INF, # the ball's norm: `float('inf')` or 2
-            steps:int=200, # optimizer steps
-            lr:float=0.1, # learning rate
-            weights:str='max', # a key of `WEIGHTS`: how the other classes enter the loss
-            kappa:float=10.0, # hinge: an image stops pushing once its margin `f_t - max_j f_j` exceeds this
-            optimizer:str='adam', # a key of `OPTIMIZERS`
-            n_starts:int=12, # synthetic start images, added to `x` when it is given (0: only `x`)
-            starts:Sequence[str]=('noise', 'blank', 'mean'), # keys of `STARTS`
-            image_shape:Optional[Sequence[int]]=None, # `(C, H, W)` when `x` and `x_heldout` are None
-            x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # where the ASR is measured
-            eval_every:int=10, # held-out ASR every this many steps (0: only at the end)
-            grad_opts:Optional[dict]=None, # extra arguments of the gradient factory (e.g. `split=` for 'crown-tail')
-            seed:int=0, device=None, progress:bool=False)->InversionResult:
-    "Restore a trigger toward `target` with the approximate (CROWN) or exact input gradient; the result carries ASR curves."
-    dev = get_device(device)
-    src = grad if isinstance(grad, GradSource) else _key(GRADIENTS, grad, 'grad')
-    kind = _key(KINDS, kind, 'kind')() if isinstance(kind, str) else kind
-    if not isinstance(kind, (Additive, Patch)): raise TypeError(f"kind must be a key of KINDS or an Additive/Patch, got {type(kind).__name__}")
-    rhos = rho_schedule(rho, steps) if src.uses_rho else [float('nan')] * check_int(steps, 'steps')
-    norm = _check_norm(norm); check_positive(lr, 'lr'); check_positive(kappa, 'kappa', strict=False)
-    check_int(eval_every, 'eval_every', lo=0)
-    W, Opt = _key(WEIGHTS, weights, 'weights'), _key(OPTIMIZERS, optimizer, 'optimizer')
-    ho = _heldout(x_heldout, y_heldout)
-    n_syn = check_int(n_starts, 'n_starts', lo=0 if x is not None else 1)
+            x:Optional[Tensor]=None, # clean images `(N, C, H, W)` (1-10 are enough); `None`: synthetic starts only
+            y:Optional[Tensor]=None, # their labels (optional): images of the target class are left out
+            *, target:int, # the label the trigger should send images to
+            config:Union[RestoreConfig,dict,None]=None, # hyper-parameters (default `RestoreConfig()`)
+            grad:Union[str,GradSource]='crown-tail', # a key of `GRADIENTS`, or a `GradSource` (e.g. with options)
+            perf:Optional[Perf]=None, # `invert.Perf`: amp (exact gradient only), images per pass
+            seed:int=0, device=None, progress:bool=True,
+            budget_s:Optional[float]=None, # wall-clock cap: stop stepping when it is spent (the trigger so far is kept)
+            x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # where the ASR is measured (optional)
+           )->InversionResult:
+    "Restore a trigger toward `target` with the approximate (CROWN) or exact input gradient, on the inversion engine; the result carries ASR curves."
+    cfg = _as_config(config)
+    src = grad if isinstance(grad, GradSource) else GRADIENTS[check_choice(grad, 'grad', GRADIENTS)]
+    seed = check_seed(seed); perf = perf or Perf()
+    if not isinstance(perf, Perf): raise BadInput(f"perf must be an invert.Perf, got {type(perf).__name__}")
+    if perf.fast and not src.autograd: raise ValueError(f"perf.fast: grad={src.method!r} bounds the model itself; a folded inference copy cannot be split or bounded")
+    if cfg.norm not in src.norms: raise ValueError(f"grad={src.method!r} needs norm in {src.norms}, got norm={cfg.norm!r}")
+    if (x_heldout is None) != (y_heldout is None): raise ValueError("give x_heldout and y_heldout together")
     if x is None:
-        shape = image_shape or (None if ho is None else tuple(ho[0].shape[1:]))
-        if shape is None: raise ValueError("x is None: give image_shape (or x_heldout) for the synthetic start images")
-        xs = start_images(model, shape, n_syn, starts, seed)
+        if y is not None: raise ValueError("y is given without x")
+        if cfg.n_starts == 0: raise ValueError("n_starts must be >= 1 without clean images x")
+        shape = cfg.image_shape or (None if x_heldout is None else tuple(x_heldout.shape[1:]))
+        if shape is None: raise ValueError("x is None: give config.image_shape (or x_heldout) for the synthetic start images")
+        K = check_model(model, input_shape=shape, name='image_shape')
     else:
-        xs = check_images(x)
-        if n_syn: xs = torch.cat([xs, start_images(model, tuple(xs.shape[1:]), n_syn, starts, seed)])
-    shape = tuple(xs.shape[1:])
-    model.to(dev)
-    K = batched_logits(model, xs[:1], device=dev).shape[1]
+        K = check_model(model, x, name='x'); shape = tuple(x.shape[1:])
+        if y is not None: y = check_labels(y, K, 'y', n=len(x))
     target = check_label(target, K)
-    xs = xs.to(dev)
-    frozen = _freeze(model)
-    hist = {'loss': [], 'margin': [], 'rho': rhos, 'step': [], 'asr': []}
-    try:
-        with eval_mode(model):
-            gfn = src.make(model, xs, dev, norm, **(grad_opts or {}))
-            g = torch.Generator().manual_seed(seed)
-            params = {k: v.to(dev).requires_grad_(True) for k, v in kind.init(shape, g).items()}
-            opt = Opt(params.values(), lr=lr)
-            current = lambda: kind.trigger({k: v.detach() for k, v in params.items()}).detach()
-            asr = lambda: attack_success_rate(model, ho[0], ho[1], trigger=current(), target=target, device=dev)
-            seconds = 0.
-            it = range(steps)
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(it, desc=src.method, leave=False)
-            for k in it:
-                if ho is not None and eval_every and k % eval_every == 0: hist['step'].append(k); hist['asr'].append(asr())
-                t0 = time.time()
-                opt.zero_grad()
-                xp = kind.trigger(params).apply(xs)
-                with torch.no_grad(): m = margins(model(xp.detach()), target)
-                w = W(m) * (m.min(1).values < kappa).to(m.dtype)[:, None]
-                gx = gfn(xp.detach(), target, rhos[k], w) / len(xs)
-                xp.backward(gx)
-                pen = kind.penalty(params, k / steps)
-                if pen.requires_grad: pen.backward()
-                opt.step(); kind.project(params)
-                seconds += time.time() - t0
-                hist['loss'].append((-(w * m).sum(1).mean() + pen).item()); hist['margin'].append(m.min(1).values.mean().item())
-            final_asr = None
-            if ho is not None: final_asr = asr(); hist['step'].append(steps); hist['asr'].append(final_asr)
-            final = current()
-    finally:
-        for p in frozen: p.requires_grad_(True)
-    final.name = src.method
-    info = {'grad': src.method, 'kind': type(kind).__name__.lower(), 'rho_schedule': rhos, 'norm': norm, 'n_clean': 0 if x is None else len(x),
-            'n_images': len(xs), 'n_synthetic': n_syn, 'starts': list(starts) if n_syn else None, 'steps': steps, 'lr': lr, 'weights': weights, 'seed': seed,
-            'batch_success': (m.min(1).values > 0).float().mean().item()}
-    return InversionResult(final, target, src.method, final_asr, hist, seconds, info)
+    if x_heldout is not None:
+        check_model(model, x_heldout, name='x_heldout'); check_labels(y_heldout, K, 'y_heldout', n=len(x_heldout))
+        if tuple(x_heldout.shape[1:]) != tuple(shape): raise ValueError(f"x_heldout has images of shape {tuple(x_heldout.shape[1:])}, the restoration's are {tuple(shape)}")
+    clean = None if x is None else (x if y is None else x[y != target])
+    if clean is not None and not len(clean) and not cfg.n_starts: raise ValueError(f"x: every image has label target={target} and n_starts is 0")
+    parts = ([] if clean is None else [clean.float()]) + ([start_images(model, shape, n=cfg.n_starts, starts=cfg.starts, seed=seed)] if cfg.n_starts else [])
+    xs = torch.cat(parts)
+    param, cost, warmup = KINDS[cfg.kind](cfg)
+    rhos = rho_schedule(cfg.rho, cfg.steps) if src.uses_rho else [math.nan] * cfg.steps
+    source = None if src.autograd else BoundGradient(src, rhos, cfg.norm)
+    curve, spent = {'step': [], 'asr': []}, [0.]
+    def monitor(step, trig):
+        t0 = time.time()
+        curve['step'].append(step)
+        curve['asr'].append(attack_success_rate(model, x_heldout, y_heldout, trigger=trig, target=target, device=device))
+        spent[0] += time.time() - t0
+    inv = invert(model, xs, targets=[target], param=param, objective=WeightedMargin(WEIGHTS[cfg.weights], cfg.kappa),
+                 schedule=Fixed(cfg.steps, cost=cost, warmup=warmup), optimizer=OPTIMIZERS[cfg.optimizer](cfg.lr), grad=source,
+                 keys=[seed], perf=perf, monitor=None if x_heldout is None else monitor, monitor_every=cfg.eval_every, n_classes=K,
+                 seed=0, device=device, progress=progress, budget_s=budget_s, desc=src.method)  # the pattern's generator is seeded with `seed`
+    if inv.interrupted and x_heldout is not None:  # (the engine skips the last monitor call after Ctrl-C)
+        curve['step'].append(int(inv.steps[0])); curve['asr'].append(attack_success_rate(model, x_heldout, y_heldout, trigger=inv.trigger, target=target, device=device))
+    final = _single(inv.trigger); final.name = src.method
+    h = {k: v[:, 0] for k, v in inv.history.items()}
+    hist = {'loss': (h['loss'] + h['cost'] * h['size']).tolist(), # the loss with the penalty, as minimized
+            'success': h['success'].tolist(), 'rho': rhos, **curve}
+    seconds = inv.seconds - spent[0] - (source.build_seconds if source is not None else 0.)
+    info = {'grad': src.method, 'kind': cfg.kind, 'config': cfg, 'rho_schedule': rhos, 'norm': cfg.norm, 'n_clean': 0 if clean is None else len(clean),
+            'n_images': len(xs), 'n_synthetic': cfg.n_starts, 'starts': list(cfg.starts) if cfg.n_starts else None, 'steps': int(inv.steps[0]),
+            'lr': cfg.lr, 'weights': cfg.weights, 'seed': seed, 'batch_success': float(inv.success[0]),
+            'interrupted': inv.interrupted, 'budget_limited': inv.budget_limited}
+    return InversionResult(final, target, src.method, curve['asr'][-1] if curve['asr'] else None, hist, seconds, info)
 
 # %% ../nbs/30_crown_restore.ipynb #5b5c7884
 def plot_asr_curves(results:Sequence[InversionResult], # results with `history['step']` and `history['asr']`
@@ -381,7 +385,7 @@ class LineProbe:
         return fig
 
 def gradient_line(model:nn.Module, x:Tensor, # the model and the line's start `(C, H, W)`
-                  direction:Tensor, # the line's direction `(C, H, W)`
+                  *, direction:Tensor, # the line's direction `(C, H, W)`
                   target:int, source:int, # the margin `f_source - f_target`
                   dims:Sequence[int], # flat input indices to record
                   s:Optional[Tensor]=None, # positions along the line; default 41 points in [0, 1]
@@ -389,41 +393,40 @@ def gradient_line(model:nn.Module, x:Tensor, # the model and the line's start `(
     "Probe the exact gradient and a CROWN variant's coefficient of `f_source - f_target` along the line `x + s*d` (clipped to [0, 1])."
     dev = get_device(device)
     x = check_images(x, 'x', ndim=3); check_positive(rho, 'rho')
-    if direction.shape != x.shape: raise ValueError(f"direction must have the shape of x {tuple(x.shape)}, got {tuple(direction.shape)}")
+    if not isinstance(direction, Tensor) or direction.shape != x.shape:
+        raise ValueError(f"direction must be a tensor of the shape of x {tuple(x.shape)}, got {getattr(direction, 'shape', type(direction).__name__)}")
+    src = GRADIENTS[check_choice(grad, 'grad', GRADIENTS)]
     s = torch.linspace(0, 1, 41) if s is None else torch.as_tensor(s, dtype=torch.float32)
-    pts = (x[None] + s.view(-1, 1, 1, 1) * direction[None]).clamp(0, 1)
-    model.to(dev)
-    with eval_mode(model):
-        K = batched_logits(model, x[None], device=dev).shape[1]
-        target, source = check_label(target, K, 'target'), check_label(source, K, 'source')
-        if source == target: raise ValueError("source must differ from target")
-        oc = other_classes(target, K, 1)[0].tolist()
-        w = torch.zeros(len(pts), K - 1, device=dev); w[:, oc.index(source)] = 1.
-        frozen = _freeze(model)
-        try:
-            ge = GRADIENTS['exact'].make(model, pts, dev, norm)(pts.to(dev), target, rho, w)
-            gc = _key(GRADIENTS, grad, 'grad').make(model, pts, dev, norm)(pts.to(dev), target, rho, w)
-        finally:
-            for p in frozen: p.requires_grad_(True)
+    pts = (x[None] + s.view(-1, 1, 1, 1) * direction[None]).clamp(0, 1).to(dev)
+    K = check_model(model, x[None])
+    target, source = check_label(target, K, 'target'), check_label(source, K, 'source')
+    if source == target: raise ValueError("source must differ from target")
+    oc = other_classes(target, K, 1)[0].tolist()
+    w = torch.zeros(len(pts), K - 1, device=dev); w[:, oc.index(source)] = 1.
+    t = torch.full((len(pts),), target)
+    ge = exact_gradient(model, pts, dev, norm)(pts, t, rho, w)
+    gc = src.make(model, pts, dev, norm, **src.opts)(pts, t, rho, w)
     d = torch.as_tensor(list(dims), dtype=torch.long)
     return LineProbe(s, d.tolist(), ge.flatten(1)[:, d].cpu(), gc.flatten(1)[:, d].cpu(), rho, source, target, grad)
 
 # %% ../nbs/30_crown_restore.ipynb #7606dc59
 class CrownRestoreExplorer:
     "Widget: rho, lr and the number of clean images -> the restored trigger (CROWN and exact) and its held-out ASR."
-    def __init__(self, model:nn.Module, target:int,
+    def __init__(self, model:nn.Module,
                  x_pool:Tensor, # clean images to take the first `n_clean` from
+                 *, target:int,
                  x_heldout:Tensor, y_heldout:Tensor, # where the ASR is measured
-                 kind='patch', grad:str='crown-tail', steps:int=100, true_trigger:Optional[Trigger]=None, device=None):
+                 config:Union[RestoreConfig,dict,None]=None, # the other hyper-parameters (e.g. `steps`, `kind`)
+                 grad:str='crown-tail', true_trigger:Optional[Trigger]=None, device=None):
         import ipywidgets as W
         check_images(x_pool, 'x_pool')
-        self.ho = _heldout(x_heldout, y_heldout)
-        if self.ho is None: raise ValueError("CrownRestoreExplorer needs x_heldout and y_heldout")
-        self.model, self.target, self.x_pool, self.kind, self.grad = model, target, x_pool, kind, grad
-        self.steps, self.true_trigger, self.device = check_int(steps, 'steps'), true_trigger, device
-        _key(GRADIENTS, grad, 'grad')
+        if x_heldout is None or y_heldout is None: raise ValueError("give x_heldout and y_heldout together")
+        check_choice(grad, 'grad', GRADIENTS)
+        self.model, self.target, self.x_pool, self.grad, self.ho = model, target, x_pool, grad, (x_heldout, y_heldout)
+        self.config = replace(_as_config(config), eval_every=0, image_shape=tuple(x_pool.shape[1:]))
+        self.true_trigger, self.device = true_trigger, device
         self.rho = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description='rho', continuous_update=False)
-        self.lr = W.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.1, description='lr', continuous_update=False)
+        self.lr = W.FloatLogSlider(value=self.config.lr, base=10, min=-3, max=0, step=0.1, description='lr', continuous_update=False)
         self.n_clean = W.IntSlider(value=0, min=0, max=min(10, len(x_pool)), description='clean images', continuous_update=False)
         self.info, self.out = W.HTML(), W.Output()
         for w in (self.rho, self.lr, self.n_clean): w.observe(lambda _: self.update(), 'value')
@@ -435,10 +438,10 @@ class CrownRestoreExplorer:
         import matplotlib.pyplot as plt
         from IPython.display import display
         x = self.x_pool[:self.n_clean.value] if self.n_clean.value else None
-        kw = dict(kind=self.kind, rho=self.rho.value, lr=self.lr.value, steps=self.steps, x_heldout=self.ho[0], y_heldout=self.ho[1],
-                  eval_every=0, image_shape=tuple(self.x_pool.shape[1:]), device=self.device)
-        self.result = restore(self.model, self.target, x, grad=self.grad, **kw)
-        self.exact = restore(self.model, self.target, x, grad='exact', **kw)
+        cfg = replace(self.config, rho=self.rho.value, lr=self.lr.value)
+        kw = dict(target=self.target, config=cfg, x_heldout=self.ho[0], y_heldout=self.ho[1], device=self.device, progress=False)
+        self.result = restore(self.model, x, grad=self.grad, **kw)
+        self.exact = restore(self.model, x, grad='exact', **kw)
         fid = lambda r: '' if self.true_trigger is None else f", IoU {r.fidelity(self.true_trigger)['iou']:.2f}"
         self.info.value = (f"{self.result.method}: ASR <b>{self.result.asr:.3f}</b>{fid(self.result)} ({self.result.seconds:.1f} s); "
                            f"exact-sgd: ASR <b>{self.exact.asr:.3f}</b>{fid(self.exact)} ({self.exact.seconds:.1f} s)")

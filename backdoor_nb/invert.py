@@ -141,15 +141,19 @@ class Additive:
     eps:object=0.1 # the radius: a number or a tensor `(R,)`
     norm:float=2. # 2 or `float('inf')`
     box:bool=True # keep `x + delta` in [0, 1] for the row's own image (rows with one image each); else `delta` in [-1, 1]
+    clip:bool=False # stamp `clip(x + delta, 0, 1)`, as `Trigger.apply` does (for a pool of images the projection cannot keep each in [0, 1])
 
     def __post_init__(self):
         if isinstance(self.eps, Tensor): 
             if not (torch.isfinite(self.eps).all() and (self.eps > 0).all()): raise ValueError(f"eps must be > 0, got {self.eps}")
         else: check_positive(self.eps, 'eps')
         if self.norm not in (2, 2., INF): raise ValueError(f"norm must be 2 or float('inf'), got {self.norm!r}")
+        check_bool(self.box, 'box'); check_bool(self.clip, 'clip')
     def bind(self, shape): return self
     def init(self, keys, shape, seed)->dict: return {'delta': torch.zeros(len(keys), *shape)}
-    def stamp(self, raw, x, rows=None): return x + raw['delta'][:, None]
+    def stamp(self, raw, x, rows=None):
+        xs = x + raw['delta'][:, None]
+        return xs.clamp(0, 1) if self.clip else xs
     def trigger(self, raw, rows=None)->Trigger: return Trigger(delta=raw['delta'].detach().float().cpu().clamp(-1, 1))
     def penalty(self, raw): return raw['delta'].new_zeros(len(raw['delta']))
     def size(self, raw): 
@@ -544,8 +548,10 @@ def invert(model:nn.Module, # the classifier: maps [0, 1] images to logits
                             li, out, gx = grad(work, xs.detach(), tt, objective, step)
                             if not (torch.isfinite(li).all() and torch.isfinite(gx).all()): raise FloatingPointError(
                                 f"{desc}: the loss or its gradient became NaN or infinite at step {step}")
-                            xs.backward(gx / B)
-                            if pen.requires_grad: (cost[rd] * pen).sum().backward()
+                            # one backward pass through the stamp and the penalty (they share the rows' parameters)
+                            outs, grads = [xs], [gx.to(xs.dtype).view_as(xs) / B]
+                            if pen.requires_grad: outs.append((cost[rd] * pen).sum()); grads.append(None)
+                            torch.autograd.backward(outs, grads)
                         with torch.no_grad():
                             sc = objective.success(out.detach(), tt)
                             rc_ = rows.cpu()

@@ -17,8 +17,8 @@ from .core import get_device, check_images, check_labels, check_label, eval_mode
 
 # %% auto #0
 __all__ = ['INSTALL_HINT', 'PATCHES', 'METHODS', 'IBP_METHODS', 'LirpaPatch', 'apply_patches', 'load_lirpa',
-           'UnsupportedModelError', 'bound_model', 'check_supported', 'other_classes', 'margin_matrix', 'CrownBounds',
-           'crown_bounds']
+           'UnsupportedModelError', 'input_name', 'lirpa_log_level', 'unsupported_error', 'bound_model',
+           'check_supported', 'other_classes', 'margin_matrix', 'CrownBounds', 'crown_bounds']
 
 # %% ../nbs/03_lirpa.ipynb #c0c42360
 INSTALL_HINT = "pip install --no-deps auto_LiRPA==0.3 tqdm packaging appdirs pyyaml"
@@ -130,12 +130,14 @@ class UnsupportedModelError(NotImplementedError):
 
 _FALLBACK = "CROWN-based methods cannot run on it; exact-gradient methods still work on this model."
 
-def _input_name(bm):
+def input_name(bm)->str:
+    "The name of a bounded module's image input node (what `needed_A_dict` and the A matrices are keyed by)."
     from auto_LiRPA.bound_ops import BoundInput
     return next(n for n in bm.input_name if isinstance(bm[n], BoundInput))
 
 @contextmanager
-def _lirpa_log_level(level):
+def lirpa_log_level(level:int):
+    "Context manager: auto_LiRPA's log level inside the block (its bound computations log at WARNING)."
     lg = logging.getLogger('auto_LiRPA.utils'); old = lg.level
     lg.setLevel(level)
     try: yield
@@ -165,7 +167,8 @@ def _unsupported_ops(model:nn.Module, x:Tensor)->list:
         if (op, kind, path) not in found: found.append((op, kind, path))
     return found
 
-def _unsupported_error(model, x, cause)->UnsupportedModelError:
+def unsupported_error(model:nn.Module, x:Tensor, cause:Exception)->UnsupportedModelError:
+    "The `UnsupportedModelError` to raise when auto_LiRPA failed on `model` with `cause`: names the layer types it cannot bound."
     try: ops = _unsupported_ops(model, x)
     except Exception: ops = []
     if not ops: return UnsupportedModelError(f"auto_LiRPA cannot bound this model ({type(cause).__name__}: {cause}). {_FALLBACK}")
@@ -196,9 +199,9 @@ def bound_model(model:nn.Module, # maps [0, 1] images to logits
     x1 = example_x[:1].to(dev)
     with eval_mode(model), _keep_grad_flags(model):
         try:
-            with _lirpa_log_level(logging.CRITICAL), _quiet_import():
+            with lirpa_log_level(logging.CRITICAL), _quiet_import():
                 bm = lirpa.BoundedModule(model, x1, bound_opts=bound_opts, device=dev)
-        except Exception as e: raise _unsupported_error(model, x1, e) from e
+        except Exception as e: raise unsupported_error(model, x1, e) from e
     bm.eval()  # (auto_LiRPA's eval() returns None)
     return bm
 
@@ -208,7 +211,7 @@ def check_supported(model:nn.Module, # the model to check (or a bounded module)
     "Raise `UnsupportedModelError`, naming the layer types, unless CROWN can bound `model`; returns the bounded module."
     bm = bound_model(model, example_x, device)
     try: crown_bounds(bm, example_x, eps=1e-3, return_A=True)
-    except Exception as e: raise _unsupported_error(model, example_x[:1].to(bm.device), e) from e
+    except Exception as e: raise unsupported_error(model, example_x[:1].to(bm.device), e) from e
     return bm
 
 # %% ../nbs/03_lirpa.ipynb #7aff9068
@@ -307,14 +310,14 @@ def crown_bounds(model:nn.Module, # a model, or a bounded module from `bound_mod
         if C.ndim != 3 or C.shape[0] != len(x) or C.shape[2] != n_out:
             raise ValueError(f"C must have shape (N, n_spec, {n_out}) with N={len(x)} (or (n_spec, {n_out})), got {tuple(C.shape)}")
         if not torch.isfinite(C).all(): raise ValueError("C contains NaN or infinite values")
-    inp, out = _input_name(bm), bm.output_name[0]
+    inp, out = input_name(bm), bm.output_name[0]
     parts = []
     for s in range(0, len(x), batch_size or len(x)):
         xb = x[s:s + (batch_size or len(x))].to(dev)
         Cb = None if C is None else C[s:s + len(xb)].to(dev, xb.dtype)
         bx = lirpa.BoundedTensor(xb, lirpa.PerturbationLpNorm(norm=norm, eps=eps))
         lp_fix = {} if norm == float('inf') else {'sparse_intermediate_bounds_with_ibp': False}  # see the Lp trap above
-        with torch.no_grad(), _lirpa_log_level(logging.ERROR), _bound_opts(bm, lp_fix), _keep_grad_flags(bm):
+        with torch.no_grad(), lirpa_log_level(logging.ERROR), _bound_opts(bm, lp_fix), _keep_grad_flags(bm):
             res = bm.compute_bounds(x=(bx,), C=Cb, method=METHODS[method], return_A=return_A,
                                     needed_A_dict={out: [inp]} if return_A else None)
         lb, ub = res[0].detach(), res[1].detach()

@@ -4,24 +4,25 @@
 
 # %% ../nbs/60_mine.ipynb #e9b1d671
 from __future__ import annotations
-import math, time
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+import copy, math, time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (Trigger, InversionResult, get_device, check_images, check_labels, check_label, eval_mode,
-                              batched_logits, predict, show_images, strength_map,
-                              check_positive, check_int)
+from .core import (Trigger, InversionResult, BadInput, get_device, check_images, check_labels, check_label, check_model,
+                              check_real, check_positive, check_int, check_choice, check_seed, register_type, eval_mode, frozen,
+                              model_on, predict, accuracy, as_sampler, attack_success_rate, show_images, strength_map)
+from .invert import invert, Inversion, Perf, MaskPattern, Fixed, Adam, Feed, SQUASH
 
 # %% auto #0
-__all__ = ['check_beta', 'staircase_betas', 'scaled_window', 'check_region', 'place_parts', 'window_trigger', 'optimize_windows',
-           'window_asr', 'window_grid', 'heat_region', 'HeatMap', 'window_search', 'TriggerGenerator',
-           'StatisticsNetwork', 'trigger_features', 'mine_lower_bound', 'soft_asr', 'MineConfig', 'Level',
-           'train_level', 'ensemble_weights', 'TriggerDistribution', 'sample_asr', 'pairwise_distance',
-           'evaluate_levels', 'levels_table', 'mine_staircase', 'mine_trigger_distribution', 'sgd_trigger',
+__all__ = ['RESAMPLE', 'check_beta', 'staircase_betas', 'scaled_window', 'check_region', 'place_parts', 'window_trigger',
+           'SearchConfig', 'optimize_windows', 'window_grid', 'heat_region', 'HeatMap', 'window_search',
+           'TriggerGenerator', 'StatisticsNetwork', 'trigger_features', 'mine_lower_bound', 'soft_asr', 'MineConfig',
+           'Level', 'train_level', 'ensemble_weights', 'TriggerDistribution', 'pairwise_distance', 'evaluate_levels',
+           'levels_table', 'mine_staircase', 'mine_trigger_distribution', 'sgd_trigger', 'FreshStamps', 'retrain',
            'DefenseComparison', 'compare_defenses', 'TriggerExplorer']
 
 # %% ../nbs/60_mine.ipynb #1899a6a4
@@ -76,62 +77,68 @@ def window_trigger(mask:Tensor, # `(1, h, w)`
     return Trigger(M[0], P[0], name=name)
 
 # %% ../nbs/60_mine.ipynb #6299007d
-def _to_unit(w): return (torch.tanh(w) + 1) / 2
-
 def _stamp(x, m, p): return (1 - m) * x + m * p  # the transparency channel
 
-def _n_classes(model, x, dev): return batched_logits(model, x[:1], device=dev).shape[1]
+@register_type
+@dataclass
+class SearchConfig:
+    "Pixel-space SGD of a (mask, pattern) per window (NC's loss at a fixed L1 cost): the moving-window search and the single-trigger baseline."
+    steps:int=150 # Adam steps
+    lr:float=0.1
+    betas:tuple=(0.5, 0.9) # Adam betas (Neural Cleanse's)
+    batch_size:int=16 # clean images per step
+    cost:float=0.01 # weight of the mask's L1 norm
+    window:Optional[int]=None # window search: window side; default `scaled_window` (8 px at 28x28, 9 at 32x32)
+    stride:Optional[int]=None # window search: default half the window
+    threshold:float=0.5 # window search: share of the maximum heat a pixel of the region needs (`heat_region`)
+    pad:int=1 # window search: pixels added around the hot region
+    n_eval:int=200 # window search: images the window ASRs are measured on
 
-def _not_target(model, x, target, dev):
-    "The images the model does not already assign to `target` (the ASR is measured on those; no labels needed)."
-    keep = predict(model, x, device=dev) != target
-    if not keep.any(): raise ValueError(f"x: the model already predicts target={target} for every image")
-    return x[keep]
+    def __post_init__(self):
+        check_int(self.steps, 'steps'); check_positive(self.lr, 'lr'); check_int(self.batch_size, 'batch_size')
+        check_positive(self.cost, 'cost', strict=False); self.betas = tuple(Adam(self.lr, tuple(self.betas)).betas)
+        if self.window is not None: check_int(self.window, 'window')
+        if self.stride is not None: check_int(self.stride, 'stride')
+        check_real(self.threshold, 'threshold', 0, 1, lo_open=True); check_int(self.pad, 'pad', lo=0); check_int(self.n_eval, 'n_eval')
+
+def _config(config, cls):
+    if config is None: return cls()
+    if isinstance(config, dict): return cls(**config)
+    if not isinstance(config, cls): raise BadInput(f"config must be a {cls.__name__} or a dict of its fields, got {type(config).__name__}")
+    return config
+
+def _pool(model, x, y, target, device=None, name='x'):
+    "The images of `x` not of `target` (by label when `y` is given, else by the model's prediction), and their labels."
+    K = check_model(model, x, name=name)
+    target = check_label(target, K, 'target')
+    if y is not None: y = check_labels(y, K, 'y', n=len(x))
+    keep = (y if y is not None else predict(model, x, device=device)) != target
+    if not keep.any(): raise ValueError(f"{name}: every image is of target={target} ({'label' if y is not None else 'the model predicts it'})")
+    return target, x[keep], None if y is None else y[keep]
 
 def optimize_windows(model:nn.Module, # maps [0, 1] images to logits
-                     x:Tensor, # clean images `(N, C, H, W)`
-                     target:int,
+                     x:Tensor, # clean images `(N, C, H, W)` (not of the target)
+                     *, target:int,
                      windows:Sequence[tuple], # `(top, left, h, w)` rectangles, all of one size
-                     steps:int=150, lr:float=0.1, batch_size:int=16, # Adam steps, images per step
-                     l1_cost:float=0.01, # weight of the mask L1 norm
-                     seed:int=0, device=None,
-                     amp:bool=False, # bfloat16 autocast for the model's forward pass
-                    )->dict:
-    "NC-style pixel-space SGD of one (alpha mask, pattern) per window, all windows in one batch: `{'masks', 'patterns'}` window-sized."
-    dev = get_device(device); model.to(dev)
-    N, C, H, W = x.shape
-    sizes = {tuple(wd[2:]) for wd in windows}
-    if len(sizes) != 1: raise ValueError(f"windows must share one size, got {sorted(sizes)}")
-    check_int(steps, 'steps'); check_int(batch_size, 'batch_size'); check_positive(lr, 'lr'); check_positive(l1_cost, 'l1_cost', strict=False)
-    (h, w), K = sizes.pop(), len(windows)
-    g = torch.Generator().manual_seed(seed)
-    wm = (0.1 * torch.randn(K, 1, h, w, generator=g)).to(dev).requires_grad_()
-    wp = (0.5 * torch.randn(K, C, h, w, generator=g)).to(dev).requires_grad_()
-    opt = torch.optim.Adam([wm, wp], lr=lr, betas=(0.5, 0.9))
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for p in ps: p.requires_grad_(False)
-    tg = torch.full((K * batch_size,), target, device=dev)
-    try:
-        with eval_mode(model):
-            for _ in range(steps):
-                xb = x[torch.randint(N, (batch_size,), generator=g)].to(dev)
-                m, p = _to_unit(wm), _to_unit(wp)
-                parts = [place_parts(m[k:k+1], p[k:k+1], windows[k], H, W) for k in range(K)]
-                M, P = torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
-                xs = _stamp(xb[None], M[:, None], P[:, None]).reshape(-1, C, H, W)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp): logits = model(xs)
-                ce = F.cross_entropy(logits.float(), tg, reduction='none').view(K, -1).mean(1)
-                loss = (ce + l1_cost * m.flatten(1).sum(1)).sum()
-                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    finally:
-        for p in ps: p.requires_grad_(True)
-    with torch.no_grad(): return {'masks': _to_unit(wm).cpu(), 'patterns': _to_unit(wp).cpu()}
+                     config:Union[SearchConfig,dict,None]=None, # steps, lr, betas, batch_size, cost
+                     perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=False)->Inversion:
+    "NC-style pixel-space SGD of one (alpha mask, pattern) per window, all windows in one batch, on the inversion engine: its `Inversion` (one row per window)."
+    cfg = _config(config, SearchConfig)
+    if not len(windows): raise ValueError("windows is empty")
+    W = x.shape[-1]
+    return invert(model, x, targets=[target] * len(windows), keys=[r * W + c for r, c, *_ in windows],
+                  param=MaskPattern('tanh', mask_init=('normal', 0.1), pattern_init=('normal', 0.5), regions=windows),
+                  schedule=Fixed(cfg.steps, cost=cfg.cost), optimizer=Adam(cfg.lr, cfg.betas), feed=Feed(cfg.batch_size),
+                  perf=perf, seed=seed, device=device, progress=progress, desc='windows')
 
-def window_asr(model:nn.Module, x:Tensor, target:int, masks:Tensor, patterns:Tensor, windows:Sequence[tuple], device=None)->Tensor:
-    "Hard ASR on `x` of each window trigger (share of `x` sent to `target`)."
-    C, H, W = x.shape[1:]
-    return torch.tensor([(predict(model, x, window_trigger(masks[k], patterns[k], windows[k], (C, H, W)), device=device) == target).float().mean().item()
-                         for k in range(len(windows))])
+def _window_parts(inv:Inversion)->tuple:
+    "The window-sized masks and patterns of `optimize_windows`' rows, in [0, 1]."
+    f = SQUASH['tanh'][0]
+    return f(inv.params['mask']).clamp(0, 1), f(inv.params['pattern']).clamp(0, 1)
+
+def _rows(t:Trigger)->list:
+    "A per-row `Trigger` as a list of one-row triggers (for `attack_success_rate`, one ASR each)."
+    return [t[k:k + 1] for k in range(len(t))] if len(t) > 1 else [t]
 
 # %% ../nbs/60_mine.ipynb #7abcc693
 def window_grid(H:int, W:int, window:int, stride:Optional[int]=None # default `window // 2`
@@ -160,9 +167,10 @@ def heat_region(heat:Tensor, # `(H, W)` heat map
 class HeatMap:
     "Moving-window search: per-window triggers and ASR, the accumulated strength map and the region found in it."
     heat:Tensor # `(H, W)`: ASR x mask / mask L1, summed over windows, divided by the windows covering each pixel
-    windows:list; asr:Tensor; masks:Tensor; patterns:Tensor # per window
+    windows:list; asr:Tensor; masks:Tensor; patterns:Tensor # per window (masks and patterns window-sized)
     region:tuple # `(top, left, h, w)`: where the full trigger is searched next
     target:int; seconds:float=0.
+    interrupted:bool=False # Ctrl-C stopped the window optimization (the heat map is built from what it had)
 
     def best(self)->Trigger:
         "The single window trigger with the highest ASR."
@@ -171,7 +179,7 @@ class HeatMap:
 
     def __repr__(self):
         return (f"HeatMap({len(self.windows)} windows of {self.windows[0][2]}x{self.windows[0][3]}, best ASR {self.asr.max():.3f}, "
-                f"region {self.region}, {self.seconds:.1f} s)")
+                f"region {self.region}, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''})")
 
     def plot(self, ax=None, true_trigger:Optional[Trigger]=None):
         "The heat map with the chosen region (cyan) and the true trigger's bounding box (green, when given)."
@@ -188,27 +196,25 @@ class HeatMap:
 
 def window_search(model:nn.Module, # the suspect model
                   x:Tensor, # clean images `(N, C, H, W)` in [0, 1]
-                  target:int, # the (flagged) target label
-                  window:Optional[int]=None, # window side; default `scaled_window` (8 px at 28x28, 9 at 32x32)
-                  stride:Optional[int]=None, # default half the window
-                  steps:int=150, lr:float=0.1, batch_size:int=16, l1_cost:float=0.01, # `optimize_windows`
-                  threshold:float=0.5, pad:int=1, # `heat_region`
-                  n_eval:int=200, # images (of `x`) the window ASRs are measured on
-                  seed:int=0, device=None, amp:bool=False)->HeatMap:
+                  y:Optional[Tensor]=None, # their labels (optional; without them, images the model assigns to the target are left out)
+                  *, target:int, # the (flagged) target label
+                  config:Union[SearchConfig,dict,None]=None, # window, stride, the optimization, threshold, pad, n_eval
+                  perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True)->HeatMap:
     "Moving-window detection: reverse a trigger in every window position, spread its ASR over its mask on a heat map, box the hot region."
-    t0 = time.time(); dev = get_device(device)
-    check_images(x, 'x'); C, H, W = x.shape[1:]
-    target = check_label(target, _n_classes(model, x, dev), 'target')
-    window = scaled_window((H, W)) if window is None else window
-    wins = window_grid(H, W, window, stride)
-    xs = _not_target(model, x, target, dev)
-    r = optimize_windows(model, xs, target, wins, steps, lr, batch_size, l1_cost, seed, dev, amp)
-    asr = window_asr(model, xs[:n_eval], target, r['masks'], r['patterns'], wins, dev)
+    t0 = time.time()
+    cfg = _config(config, SearchConfig)
+    target, xs, ys = _pool(model, x, y, target, device)
+    C, H, W = x.shape[1:]
+    window = scaled_window((H, W)) if cfg.window is None else cfg.window
+    wins = window_grid(H, W, window, cfg.stride)
+    inv = optimize_windows(model, xs, target=target, windows=wins, config=cfg, perf=perf, seed=seed, device=device, progress=progress)
+    asr = attack_success_rate(model, xs[:cfg.n_eval], None if ys is None else ys[:cfg.n_eval], trigger=_rows(inv.trigger), target=target, device=device)
+    masks, patterns = _window_parts(inv)
     heat, cover = torch.zeros(H, W), torch.zeros(H, W)
     for k, (rr, cc, h, w) in enumerate(wins):
-        heat[rr:rr+h, cc:cc+w] += asr[k] * r['masks'][k, 0] / r['masks'][k].sum().clamp_min(1); cover[rr:rr+h, cc:cc+w] += 1
+        heat[rr:rr+h, cc:cc+w] += asr[k] * masks[k, 0] / masks[k].sum().clamp_min(1); cover[rr:rr+h, cc:cc+w] += 1
     heat = heat / cover.clamp_min(1)
-    return HeatMap(heat, wins, asr, r['masks'], r['patterns'], heat_region(heat, threshold, pad), target, time.time() - t0)
+    return HeatMap(heat, wins, asr, masks, patterns, heat_region(heat, cfg.threshold, cfg.pad), target, time.time() - t0, inv.interrupted)
 
 # %% ../nbs/60_mine.ipynb #f65f45c9
 class TriggerGenerator(nn.Module):
@@ -248,14 +254,15 @@ def mine_lower_bound(T:nn.Module, # statistics network
 
 def soft_asr(model:nn.Module, x:Tensor, # `n * k` clean images, k per trigger
              m:Tensor, p:Tensor, # `n` full-size masks and patterns
-             target:int, k:int, amp:bool=False)->Tensor:
-    "The testing function F: for each of `n` triggers, the mean target probability `exp(-CE)` over its `k` stamped images."
+             *, target:int, k:int, perf:Optional[Perf]=None)->Tensor:
+    "The testing function F: for each of `n` triggers, the mean target probability `exp(-CE)` over its `k` stamped images (`perf.amp`: bfloat16)."
     n = len(m)
     xs = _stamp(x.view(n, k, *x.shape[1:]), m[:, None], p[:, None]).flatten(0, 1)
-    with torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=amp): logits = model(xs)
+    with torch.autocast(xs.device.type, dtype=torch.bfloat16, enabled=(perf or Perf()).amp): logits = model(xs)
     return logits.float().softmax(1)[:, target].view(n, k).mean(1)
 
 # %% ../nbs/60_mine.ipynb #20f9ac00
+@register_type
 @dataclass
 class MineConfig:
     "Hyper-parameters of a staircase level. The slides give the loss, not the numbers: these are ours (see the notebook)."
@@ -267,13 +274,11 @@ class MineConfig:
     z_dim:int=16; hidden:int=128 # noise dimension, hidden width of G and T
     ema:float=0.01 # rate of MINE's moving average (bias correction)
     margin:float=0.05 # the hinge asks F(G(z)) >= beta + margin (F is a soft ASR)
-    amp:bool=False # bfloat16 autocast for the model's forward pass
 
     def __post_init__(self):
         check_positive(self.alpha, 'alpha', strict=False); check_positive(self.lr, 'lr'); check_positive(self.margin, 'margin', strict=False)
         for k in ('steps', 'n_z', 'k', 'z_dim', 'hidden'): check_int(getattr(self, k), k, 2 if k == 'n_z' else 1)
-        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 < self.ema <= 1:
-            raise ValueError(f"ema must be in (0, 1], got {self.ema!r}")
+        check_real(self.ema, 'ema', 0, 1, lo_open=True)
 
 @dataclass
 class Level:
@@ -282,26 +287,29 @@ class Level:
     mi:float # DV estimate of I(G(Z); Z) = h(G(Z)) in nats, mean over the last quarter of training
     history:dict # per step: 'mi', 'soft_asr', 'loss'
     seconds:float=0.
+    interrupted:bool=False # Ctrl-C stopped its training (the generator is kept as it was)
 
-def train_level(model:nn.Module, # the backdoored model (frozen)
+def train_level(model:nn.Module, # the backdoored model (not modified)
                 x:Tensor, # clean images the triggers are stamped on
-                target:int, beta:float, # the target label and the ASR level
+                *, target:int, beta:float, # the target label and the ASR level
                 region:tuple, # `(top, left, h, w)` the generator draws in
-                cfg:Optional[MineConfig]=None, seed:int=0, device=None, progress:bool=False)->Level:
+                config:Union[MineConfig,dict,None]=None, perf:Optional[Perf]=None, # `perf.amp`: bfloat16 forward passes of the model
+                seed:int=0, device=None, progress:bool=False)->Level:
     "Train G_i for one ASR level: minimize `-alpha * I(G(z); z') + max(0, beta + margin - F(G(z)))`, T ascending the DV bound."
     from tqdm.auto import tqdm
-    cfg = cfg or MineConfig(); beta = check_beta(beta)
-    dev = get_device(device); model.to(dev)
+    cfg = _config(config, MineConfig); beta = check_beta(beta); seed = check_seed(seed)
+    check_images(x, 'x'); dev = get_device(device)
     N, C, H, W = x.shape; r, c, h, w = check_region(region, H, W)
-    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
-    G = TriggerGenerator(C, h, w, cfg.z_dim, cfg.hidden).to(dev)
-    T = StatisticsNetwork((C + 1) * h * w, cfg.z_dim, cfg.hidden).to(dev)
+    work = model_on(model, dev)
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the networks' initial weights from `seed`, the caller's global RNG untouched
+        torch.manual_seed(seed)
+        G = TriggerGenerator(C, h, w, cfg.z_dim, cfg.hidden).to(dev)
+        T = StatisticsNetwork((C + 1) * h * w, cfg.z_dim, cfg.hidden).to(dev)
     oG, oT = torch.optim.Adam(G.parameters(), cfg.lr), torch.optim.Adam(T.parameters(), cfg.lr)
-    ps = [p for p in model.parameters() if p.requires_grad]
-    for p in ps: p.requires_grad_(False)
-    hist, ma, t0 = {'mi': [], 'soft_asr': [], 'loss': []}, None, time.time()
+    hist, ma, t0, interrupted = {'mi': [], 'soft_asr': [], 'loss': []}, None, time.time(), False
     try:
-        with eval_mode(model):
+        with eval_mode(work), frozen(work):
             for _ in tqdm(range(cfg.steps), desc=f'level {beta:.2f}', disable=not progress, leave=False):
                 z = torch.randn(cfg.n_z, cfg.z_dim, generator=g).to(dev)
                 zm = z[torch.randperm(cfg.n_z, generator=g).to(dev)]
@@ -310,15 +318,16 @@ def train_level(model:nn.Module, # the backdoored model (frozen)
                 oT.zero_grad(set_to_none=True); (-sur).backward(); oT.step()
                 est, sur, _ = mine_lower_bound(T, u, z, zm, ma, cfg.ema)  # G: entropy up, under the ASR hinge
                 M, P = place_parts(m, p, region, H, W)
-                f = soft_asr(model, x[torch.randint(N, (cfg.n_z * cfg.k,), generator=g)].to(dev), M, P, target, cfg.k, cfg.amp)
+                f = soft_asr(work, x[torch.randint(N, (cfg.n_z * cfg.k,), generator=g)].to(dev), M, P, target=target, k=cfg.k, perf=perf)
                 loss = -cfg.alpha * sur + F.relu(beta + cfg.margin - f).mean()
+                if not torch.isfinite(loss): raise FloatingPointError(f"level {beta:.2f}: the loss became NaN or infinite at step {len(hist['mi'])} (lower lr)")
                 oG.zero_grad(set_to_none=True); loss.backward(); oG.step()
                 hist['mi'].append(est.item()); hist['soft_asr'].append(f.mean().item()); hist['loss'].append(loss.item())
-    finally:
-        for p in ps: p.requires_grad_(True)
+    except KeyboardInterrupt: interrupted = True
     G.eval(); T.eval()
-    tail = hist['mi'][-max(1, cfg.steps // 4):]
-    return Level(beta, G.cpu(), T.cpu(), sum(tail) / len(tail), hist, time.time() - t0)
+    tail = hist['mi'][-max(1, cfg.steps // 4):] or [math.nan]
+    for p in (*G.parameters(), *T.parameters()): p.requires_grad_(False)
+    return Level(beta, G.cpu(), T.cpu(), sum(tail) / len(tail), hist, time.time() - t0, interrupted)
 
 # %% ../nbs/60_mine.ipynb #31d5a4fa
 def ensemble_weights(betas:Sequence[float], # increasing ASR levels
@@ -373,7 +382,7 @@ class TriggerDistribution:
         return Trigger(M, P, name='MINE ensemble' if level is None else f"MINE level {self.betas[level]:.2f}")
 
     def sampler(self, level:Optional[int]=None)->Callable:
-        "A trigger sampler `(n, generator=None) -> Trigger`, for `mitigation.nc_unlearn` and friends."
+        "A trigger sampler `(n, generator=None) -> Trigger`, for `retrain`, `mitigation.nc_unlearn` and friends."
         return lambda n, generator=None: self.sample(n, level, generator)
 
     def __repr__(self):
@@ -410,17 +419,6 @@ class TriggerDistribution:
             imgs += row; titles += ([(extra[i].name if i < len(ex) else '')] if ex else []) + [f"beta {l.beta:.2f}"] + [''] * (n - 1)
         return show_images(torch.stack(imgs), titles, ncols=n + (1 if ex else 0), size=size)
 
-def sample_asr(model:nn.Module, x:Tensor, y:Tensor, # clean images and labels (target-class images are left out)
-               trigger:Trigger, # a per-image `Trigger`: each of its triggers is stamped on all of `x`
-               target:int, device=None)->Tensor:
-    "Hard ASR of every trigger of a (per-image) `Trigger`, each measured on all non-target images of `x`."
-    check_labels(y, name='y', n=len(x))
-    keep = y != target
-    if not keep.any(): raise ValueError(f"every image of x already has label target={target}")
-    xk = x[keep]
-    return torch.tensor([(predict(model, xk, trigger[i:i+1] if trigger.batched else trigger, device=device) == target).float().mean().item()
-                         for i in range(len(trigger))])
-
 def pairwise_distance(trigger:Trigger)->float:
     "Mean pairwise L2 distance between the effective stamps `(alpha * mask, alpha * mask * pattern)` of a per-image `Trigger`."
     if len(trigger) < 2: raise ValueError("pairwise_distance needs at least 2 triggers")
@@ -429,13 +427,14 @@ def pairwise_distance(trigger:Trigger)->float:
     return (torch.cdist(u, u).sum() / (len(u) * (len(u) - 1))).item()
 
 def evaluate_levels(dist:TriggerDistribution, model:nn.Module, x:Tensor, y:Tensor, # held-out clean images
-                    n:int=32, # samples per level
+                    *, n:int=32, # samples per level
                     seed:int=0, device=None)->list:
     "Per level: validity (mean and min hard ASR of `n` samples; valid when the mean >= beta) and diversity (mean pairwise distance)."
+    check_int(n, 'n', lo=2); seed = check_seed(seed)
     rows = []
     for i, l in enumerate(dist.levels):
         t = dist.sample(n, i, torch.Generator().manual_seed(seed + i))
-        a = sample_asr(model, x, y, t, dist.target, device)
+        a = attack_success_rate(model, x, y, trigger=_rows(t), target=dist.target, device=device)
         rows.append({'beta': l.beta, 'mi': l.mi, 'weight': dist.weights[i].item(), 'asr_mean': a.mean().item(),
                      'asr_min': a.min().item(), 'valid': a.mean().item() >= l.beta, 'distance': pairwise_distance(t)})
     return rows
@@ -448,61 +447,145 @@ def levels_table(rows:list)->str:
     return '\n'.join(out)
 
 # %% ../nbs/60_mine.ipynb #c4b4a364
-def _prepare(model, x, target, region, dev):
-    check_images(x, 'x'); C, H, W = x.shape[1:]
-    target = check_label(target, _n_classes(model, x, dev), 'target')
-    return target, (0, 0, H, W) if region is None else check_region(region, H, W)
+def _region(x, region):
+    H, W = x.shape[-2:]
+    return (0, 0, H, W) if region is None else check_region(region, H, W)
 
 def mine_staircase(model:nn.Module, # the backdoored model (not modified)
                    x:Tensor, # the defender's clean images `(N, C, H, W)` in [0, 1]
-                   target:int, # the (flagged) target label
+                   y:Optional[Tensor]=None, # their labels (optional; without them, images the model assigns to the target are left out)
+                   *, target:int, # the (flagged) target label
                    region:Optional[tuple]=None, # `(top, left, h, w)` the triggers live in; default the whole image
                    n_levels:int=10, # N: levels beta_i = i/N, i = 1..N-1
                    betas:Optional[Sequence[float]]=None, # explicit levels in (0, 1) instead of N
-                   cfg:Optional[MineConfig]=None, # per-level hyper-parameters (or pass them as keywords)
+                   config:Union[MineConfig,dict,None]=None, # per-level hyper-parameters
                    shape:Callable=lambda a: a, temperature:float=1.0, # ensemble weights
                    heatmap:Optional[HeatMap]=None, # kept in the result, for the plots
-                   seed:int=0, device=None, progress:bool=True, **hyper)->TriggerDistribution:
+                   perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True)->TriggerDistribution:
     "Model the valid triggers of `target` inside `region` with a staircase of max-entropy generators (MINE)."
-    t0 = time.time(); dev = get_device(device)
-    target, region = _prepare(model, x, target, region, dev)
+    t0 = time.time()
+    cfg = _config(config, MineConfig); seed = check_seed(seed)
+    target, xs, _ = _pool(model, x, y, target, device)
+    region = _region(x, region)
     betas = staircase_betas(n_levels) if betas is None else [check_beta(b, 'betas') for b in betas]
     if not betas: raise ValueError("betas is empty")
     if any(b1 <= b0 for b0, b1 in zip(betas, betas[1:])): raise ValueError(f"betas must be increasing, got {list(betas)}")
-    if cfg is not None and hyper: raise ValueError(f"give either cfg or MineConfig keywords, not both (got cfg and {sorted(hyper)})")
-    cfg = cfg or MineConfig(**hyper)
-    xs = _not_target(model, x, target, dev)
     from tqdm.auto import tqdm
-    levels = [train_level(model, xs, target, b, region, cfg, seed * 1000 + i, dev)
-              for i, b in enumerate(tqdm(betas, desc='staircase', disable=not progress, leave=False))]
-    w = ensemble_weights(betas, [l.mi for l in levels], shape, temperature)
+    levels = []
+    for i, b in enumerate(tqdm(betas, desc='staircase', disable=not progress, leave=False)):
+        levels.append(train_level(model, xs, target=target, beta=b, region=region, config=cfg, perf=perf, seed=seed * 1000 + i, device=device))
+        if levels[-1].interrupted: break  # Ctrl-C: the levels trained so far
+    w = ensemble_weights([l.beta for l in levels], [l.mi for l in levels], shape, temperature)
     return TriggerDistribution(levels, region, tuple(x.shape[1:]), target, w, heatmap, time.time() - t0)
 
-def mine_trigger_distribution(model:nn.Module, x:Tensor, target:int,
-                              window:Optional[int]=None, # search window side (default scaled from the slides' 15x15)
-                              search:Optional[dict]=None, # more keywords for `window_search`
-                              seed:int=0, device=None, progress:bool=True,
-                              **kw # for `mine_staircase` (n_levels, betas, cfg, MineConfig fields, ...)
-                             )->TriggerDistribution:
+# %% ../nbs/60_mine.ipynb #773dcdd6
+def mine_trigger_distribution(model:nn.Module, x:Tensor, y:Optional[Tensor]=None,
+                              *, target:int,
+                              search:Union[SearchConfig,dict,None]=None, # the window search (window side: `search.window`)
+                              config:Union[MineConfig,dict,None]=None, # the staircase's levels
+                              n_levels:int=10, betas:Optional[Sequence[float]]=None, shape:Callable=lambda a: a, temperature:float=1.0,
+                              perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True)->TriggerDistribution:
     "The full pipeline: moving-window heat map, then the staircase of generators in its hot region."
     t0 = time.time()
-    hm = window_search(model, x, target, window, seed=seed, device=device, **(search or {}))
-    d = mine_staircase(model, x, target, hm.region, heatmap=hm, seed=seed, device=device, progress=progress, **kw)
+    hm = window_search(model, x, y, target=target, config=search, perf=perf, seed=seed, device=device, progress=progress)
+    d = mine_staircase(model, x, y, target=target, region=hm.region, n_levels=n_levels, betas=betas, config=config, shape=shape,
+                       temperature=temperature, heatmap=hm, perf=perf, seed=seed, device=device, progress=progress)
     d.seconds = time.time() - t0
     return d
 
-def sgd_trigger(model:nn.Module, x:Tensor, target:int,
+# %% ../nbs/60_mine.ipynb #b9c1831a
+def sgd_trigger(model:nn.Module, x:Tensor, y:Optional[Tensor]=None,
+                *, target:int,
                 region:Optional[tuple]=None, # default the whole image
-                steps:int=300, lr:float=0.1, batch_size:int=32, l1_cost:float=0.01,
+                config:Union[SearchConfig,dict,None]=None, # default `SearchConfig(steps=300, batch_size=32)`
                 x_heldout:Optional[Tensor]=None, y_heldout:Optional[Tensor]=None, # to report the ASR
-                seed:int=0, device=None, amp:bool=False)->InversionResult:
-    "The baseline: one trigger (alpha mask + pattern) in `region` by pixel-space SGD on the attacker's loss (NC-style, fixed L1 cost)."
-    t0 = time.time(); dev = get_device(device)
-    target, region = _prepare(model, x, target, region, dev)
-    r = optimize_windows(model, _not_target(model, x, target, dev), target, [region], steps, lr, batch_size, l1_cost, seed, dev, amp)
-    t = window_trigger(r['masks'][0], r['patterns'][0], region, tuple(x.shape[1:]), 'SGD trigger')
-    asr = sample_asr(model, x_heldout, y_heldout, t, target, dev).item() if x_heldout is not None else None
-    return InversionResult(t, target, 'pixel-space SGD', asr, {}, time.time() - t0, {'region': region})
+                perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True)->InversionResult:
+    "The baseline: one trigger (alpha mask + pattern) in `region` by pixel-space SGD on the attacker's loss (NC-style, fixed L1 cost), on the engine."
+    cfg = SearchConfig(steps=300, batch_size=32) if config is None else _config(config, SearchConfig)
+    target, xs, _ = _pool(model, x, y, target, device)
+    region = _region(x, region)
+    if (x_heldout is None) != (y_heldout is None): raise ValueError("give x_heldout and y_heldout together")
+    if x_heldout is not None:
+        K = check_model(model, x_heldout, name='x_heldout'); check_labels(y_heldout, K, 'y_heldout', n=len(x_heldout))
+    inv = optimize_windows(model, xs, target=target, windows=[region], config=cfg, perf=perf, seed=seed, device=device, progress=progress)
+    m, p = _window_parts(inv)
+    t = window_trigger(m[0], p[0], region, tuple(x.shape[1:]), 'SGD trigger')
+    asr = attack_success_rate(model, x_heldout, y_heldout, trigger=t, target=target, device=device) if x_heldout is not None else None
+    return InversionResult(t, target, 'pixel-space SGD', asr, {k: v[:, 0].tolist() for k, v in inv.history.items()}, inv.seconds,
+                           {'region': region, 'config': cfg, 'interrupted': inv.interrupted, 'budget_limited': inv.budget_limited})
+
+# %% ../nbs/60_mine.ipynb #f53a6e7e
+RESAMPLE = ('epoch', 'once') # when the stamped images' triggers are drawn: every epoch, or once before the first
+
+class FreshStamps:
+    "The unlearning data of `nc_unlearn` (the clean set, a share `frac` stamped, true labels) with the triggers drawn again every epoch."
+    def __init__(self, x:Tensor, y:Tensor, # the clean set
+                 triggers, # a `Trigger`, a list, or a sampler `(n, generator) -> Trigger`
+                 *, frac:float=0.2, # share of images stamped
+                 resample:str='epoch', # a key of `RESAMPLE`
+                 seed:int=0):
+        check_images(x, 'x'); self.y = check_labels(y, name='y', n=len(x)); self.x = x
+        check_real(frac, 'frac', 0, 1); self.resample = check_choice(resample, 'resample', RESAMPLE); self.seed = check_seed(seed)
+        self.sample = as_sampler(triggers)
+        n_t = round(frac * len(y))
+        self.stamped = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n_t].sort().values
+        self._slot = torch.full((len(y),), -1, dtype=torch.long); self._slot[self.stamped] = torch.arange(n_t)
+        self.epoch, self.served = None, 0
+        self.draw(0)
+
+    def draw(self, epoch:int):
+        "The stamped images' triggers of `epoch` (epoch 0: the draw `nc_unlearn` makes once)."
+        if epoch == self.epoch: return
+        n = len(self.stamped)
+        t = self.sample(n, torch.Generator().manual_seed(self.seed + 1 + 1_000_003 * epoch)) if n else None
+        if n and not isinstance(t, Trigger): raise BadInput(f"triggers: the sampler returned a {type(t).__name__}, not a Trigger")
+        if n and t.batched and len(t) not in (1, n): raise ValueError(f"triggers: the sampler returned {len(t)} triggers for {n} images")
+        self.trig, self.epoch = t, epoch
+
+    def __len__(self): return len(self.y)
+
+    def get_batch(self, idx:Tensor)->tuple:
+        "Images and (true) labels at `idx`; the stamped ones carry their trigger of the current epoch."
+        # `models.train` serves every image once per epoch, so the images served so far tell the epoch
+        self.draw(self.served // len(self) if self.resample == 'epoch' else 0); self.served += len(idx)
+        x, y = self.x[idx].clone(), self.y[idx]
+        slot = self._slot[idx]; hit = slot >= 0
+        if hit.any():
+            tr = self.trig[slot[hit]] if self.trig.batched and len(self.trig) > 1 else self.trig
+            x[hit] = tr.apply(x[hit])
+        return x, y
+
+# %% ../nbs/60_mine.ipynb #e1e90497
+def retrain(model:nn.Module, # the backdoored model (not modified; a fine-tuned copy is returned)
+            x:Tensor, y:Tensor, # the defender's clean set
+            *, triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
+            target:Optional[int]=None, # the flagged label, for the clean-set ASR
+            frac:float=0.2, epochs:int=1, lr:float=0.002, batch_size:int=32, # as `nc_unlearn`
+            resample:str='epoch', # a key of `RESAMPLE`: fresh triggers every epoch, or one draw (`nc_unlearn`)
+            augment:Optional[Callable]=None, # training-batch transform
+            eval_fn:Optional[Callable]=None, # `model -> dict` of ground-truth metrics, recorded every epoch
+            seed:int=0, device=None, progress:bool=False)->tuple:
+    "Neural Cleanse's unlearning with the stamped images' triggers drawn again every epoch. Returns `(model, mitigation.RepairReport)`."
+    from backdoor_nb.models import train
+    from backdoor_nb.mitigation import RepairReport
+    t0 = time.time()
+    K = check_model(model, x, name='x'); y = check_labels(y, K, 'y', n=len(x))
+    if target is not None: target = check_label(target, K)
+    check_int(epochs, 'epochs'); check_positive(lr, 'lr'); check_int(batch_size, 'batch_size')
+    data = FreshStamps(x, y, triggers, frac=frac, resample=resample, seed=seed)
+    probe = as_sampler(triggers)(len(x), torch.Generator().manual_seed(seed + 2))  # the defender's view of the trigger's success (as `nc_unlearn`)
+    def ev(m):
+        r = {'set_acc': accuracy(m, x, y, device=device), 'set_asr': attack_success_rate(m, x, y, trigger=probe, target=target, device=device)}
+        if eval_fn is not None: r.update({k: float(v) for k, v in eval_fn(m).items() if isinstance(v, (int, float))})
+        return r
+    before = ev(model)
+    out = copy.deepcopy(model)
+    hist = train(out, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer='sgd', schedule='constant', augment=augment,
+                 eval_fn=ev, seed=seed, device=device, progress=progress)
+    curve = {'epoch': [0] + hist['epoch'], **{k: [before[k]] + hist[k] for k in before}}
+    return out, RepairReport(f"NC unlearning, triggers drawn {'every epoch' if resample == 'epoch' else 'once'}", before,
+                             {k: v[-1] for k, v in curve.items() if k != 'epoch'}, curve=curve, seconds=time.time() - t0,
+                             info={'history': hist, 'frac': frac, 'epochs': epochs, 'resample': resample, 'n_stamped': len(data.stamped)})
 
 # %% ../nbs/60_mine.ipynb #26d31a9e
 @dataclass
@@ -530,26 +613,27 @@ class DefenseComparison:
         return ax
 
 def compare_defenses(model:nn.Module, # the backdoored model (not modified)
-                     clean_x:Tensor, clean_y:Tensor, # the defender's clean set
-                     triggers:dict, # `{name: Trigger | list | sampler}`, e.g. {'distribution': dist.sampler(), 'single': t}
+                     x:Tensor, y:Tensor, # the defender's clean set
+                     *, triggers:dict, # `{name: Trigger | list | sampler}`, e.g. {'distribution': dist.sampler(), 'single': t}
                      target:Optional[int]=None, # the flagged label (for the clean-set ASR)
-                     epochs:int=1, eval_fn:Optional[Callable]=None, # `model -> dict`, e.g. ground-truth clean acc and ASR
-                     seed:int=0, device=None, **kw # more `nc_unlearn` keywords (frac, lr, augment, ...)
+                     epochs:int=1, resample:str='epoch', # `retrain`: fresh triggers every epoch, or one draw
+                     eval_fn:Optional[Callable]=None, # `model -> dict`, e.g. ground-truth clean acc and ASR
+                     seed:int=0, device=None, progress:bool=False,
+                     **kw # more `retrain` keywords (frac, lr, batch_size, augment)
                     )->DefenseComparison:
-    "Unlearn with every trigger source under identical settings (`mitigation.nc_unlearn`)."
-    from backdoor_nb.mitigation import nc_unlearn
+    "Unlearn with every trigger source under identical settings (`retrain`)."
     if not isinstance(triggers, dict) or not triggers: raise ValueError("triggers must be a non-empty dict {name: triggers}")
     reps, models = {}, {}
     for n, t in triggers.items():
-        models[n], reps[n] = nc_unlearn(model, clean_x, clean_y, t, target=target, epochs=epochs, eval_fn=eval_fn,
-                                        seed=seed, device=device, **kw)
+        models[n], reps[n] = retrain(model, x, y, triggers=t, target=target, epochs=epochs, resample=resample, eval_fn=eval_fn,
+                                     seed=seed, device=device, progress=progress, **kw)
     return DefenseComparison(reps, models)
 
 # %% ../nbs/60_mine.ipynb #79d7c726
 class TriggerExplorer:
     "Widget over a `TriggerDistribution`: level slider + resample button -> a grid of generated triggers with their ASR."
     def __init__(self, dist:TriggerDistribution, model:nn.Module, x:Tensor, y:Tensor, # held-out clean images for the ASR
-                 n:int=8, # triggers per grid
+                 *, n:int=8, # triggers per grid
                  device=None):
         import ipywidgets as W
         check_images(x, 'x'); check_labels(y, name='y', n=len(x))
@@ -574,7 +658,7 @@ class TriggerExplorer:
         from IPython.display import display
         i = self.level.value; beta = self.dist.betas[i]
         self.triggers = self.dist.sample(self.n, i, torch.Generator().manual_seed(1000 * self.seed + i))
-        self.asr = sample_asr(self.model, self.x, self.y, self.triggers, self.dist.target, self.device)
+        self.asr = attack_success_rate(self.model, self.x, self.y, trigger=_rows(self.triggers), target=self.dist.target, device=self.device)
         self.info.value = (f"<b>level {i}: beta = {beta:.2f}</b>, sample {self.seed}: mean ASR {self.asr.mean():.3f} "
                            f"(min {self.asr.min():.3f}), mean pairwise distance {pairwise_distance(self.triggers):.2f}")
         xs = self.x[self.y != self.dist.target][:self.n].cpu()

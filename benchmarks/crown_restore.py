@@ -14,9 +14,9 @@ import argparse, json, os, time
 import torch
 from backdoor_nb.attacks import model_zoo
 from backdoor_nb.data import load_data, shared_data
-from backdoor_nb.crown_restore import restore, Additive, Patch, GRADIENTS
+from backdoor_nb.crown_restore import restore, RestoreConfig, GRADIENTS
 
-KINDS = {'badnets': lambda C: Patch(lam=0.1), 'additive': lambda C: Additive(eps=0.1 if C == 1 else 16 / 255)}
+KINDS = {'badnets': lambda C: dict(kind='patch', cost=0.1), 'additive': lambda C: dict(kind='additive', eps=0.1 if C == 1 else 16 / 255)}
 CONTROL = {'clean': 'badnets', 'clean-additive': 'additive'}  # a clean model restored like this backdoored kind (no ground truth)
 
 def splits(y, target, seed, n_clean, n_heldout=None):
@@ -31,14 +31,14 @@ def splits(y, target, seed, n_clean, n_heldout=None):
 def run(ds, name, zm, data, a):
     x, y = data.test.x, data.test.y
     tgt, tt = (zm.backdoor.target, zm.backdoor.trigger) if zm.backdoor is not None else (0, None)
-    kind = KINDS[CONTROL.get(name, name)](x.shape[1])
+    cfg = RestoreConfig(rho=a.rho, steps=a.steps, lr=a.lr, eval_every=a.eval_every, **KINDS[CONTROL.get(name, name)](x.shape[1]))
     rows = []
     for n_clean in a.n_clean:
         for seed in a.seeds:
             ci, ho = splits(y, tgt, seed, n_clean, a.n_heldout)
             for grad in a.grads:
-                r = restore(zm.model, tgt, x[ci] if n_clean else None, kind=kind, grad=grad, rho=a.rho,
-                            steps=a.steps, lr=a.lr, x_heldout=x[ho], y_heldout=y[ho], eval_every=a.eval_every, seed=seed)
+                r = restore(zm.model, x[ci] if n_clean else None, target=tgt, config=cfg, grad=grad, x_heldout=x[ho], y_heldout=y[ho],
+                            seed=seed, progress=False)
                 rows.append({'ds': ds, 'model': name, 'n_clean': n_clean, 'seed': seed, 'grad': grad, 'asr': r.asr,
                              'iou': r.fidelity(tt)['iou'] if tt is not None else float('nan'), 'cos': cosine(r.trigger, tt) if tt is not None else float('nan'), 'seconds': r.seconds, 'true_asr': zm.metrics.get('asr', float('nan')),
                              'curve': [round(v, 3) for v in r.history['asr']], 'steps_at': r.history['step']})
@@ -75,11 +75,12 @@ def cost(ds, a):
     zm = model_zoo(ds, ['badnets'], data=data, progress=False)['badnets']
     x = data.test.x[:a.cost_batch]
     w = torch.zeros(len(x), len(data.test.classes) - 1); w[:, 0] = 1
+    t = torch.zeros(len(x), dtype=torch.long)
     for name in a.cost_grads:
         if name == 'crown' and ds != 'mnist' and not a.full_crown_colour: print(f"  {ds} crown: skipped (51 s and 8 GB per image measured on CIFAR-10; --full-crown-colour to run)"); continue
         fn = GRADIENTS[name].make(zm.model, x, torch.device('cpu'))
-        fn(x[:1], 0, 0.05, w[:1])  # warm-up
-        t0 = time.time(); fn(x, 0, 0.05, w); dt = time.time() - t0
+        fn(x[:1], t[:1], 0.05, w[:1])  # warm-up
+        t0 = time.time(); fn(x, t, 0.05, w); dt = time.time() - t0
         print(f"  {ds} {name:10}: {dt / len(x):.4f} s per image (batch {len(x)}; load {os.getloadavg()[0]:.1f})", flush=True)
 
 def main(argv=None):

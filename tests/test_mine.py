@@ -1,13 +1,14 @@
-"MINE trigger distribution: bad input, the MINE estimate, the staircase on a toy backdoor, the sampler in nc_unlearn (real data: the notebook's slow cells)."
+"MINE trigger distribution: bad input, the MINE estimate, the staircase on a toy backdoor, the sampler in nc_unlearn and retrain, the caller's state (real data: the notebook's slow cells)."
 import math
 import pytest, torch
 import torch.nn.functional as F
 from torch import nn
-from backdoor_nb.core import Trigger, as_sampler, predict
+from backdoor_nb.core import Trigger, as_sampler, predict, attack_success_rate
+from backdoor_nb.invert import Perf
 from backdoor_nb.mine import (staircase_betas, check_beta, scaled_window, check_region, window_grid, heat_region, window_trigger,
-                              optimize_windows, window_search, StatisticsNetwork, mine_lower_bound, MineConfig, train_level,
+                              optimize_windows, window_search, StatisticsNetwork, mine_lower_bound, MineConfig, SearchConfig, train_level,
                               ensemble_weights, mine_staircase, mine_trigger_distribution, sgd_trigger, evaluate_levels,
-                              sample_asr, pairwise_distance, compare_defenses, TriggerExplorer)
+                              pairwise_distance, compare_defenses, retrain, FreshStamps, TriggerExplorer)
 from backdoor_nb.mitigation import nc_unlearn
 
 class ToyNet(nn.Module):
@@ -36,27 +37,43 @@ def toy():
 @pytest.fixture(scope='module')
 def dist(toy):
     net, x, y = toy
-    return mine_trigger_distribution(net, x, 3, window=4, search=dict(steps=60), n_levels=4, cfg=FAST, device='cpu', progress=False)
+    return mine_trigger_distribution(net, x, target=3, search=dict(window=4, steps=60), n_levels=4, config=FAST, device='cpu', progress=False)
 
 @pytest.mark.parametrize('call, msg', [
-    (lambda n, x, y: mine_staircase(n, x, 3, betas=[0.], cfg=FAST), 'betas must be a number in (0, 1)'),
-    (lambda n, x, y: mine_staircase(n, x, 3, betas=[1.], cfg=FAST), 'betas must be a number in (0, 1)'),
-    (lambda n, x, y: mine_staircase(n, x, 3, betas=[-0.2], cfg=FAST), 'betas must be a number in (0, 1)'),
-    (lambda n, x, y: train_level(n, x, 3, 1.5, (0, 0, 3, 3), FAST), 'beta must be a number in (0, 1)'),
-    (lambda n, x, y: mine_staircase(n, x, 3, betas=[0.5, 0.2], cfg=FAST), 'betas must be increasing'),
-    (lambda n, x, y: mine_staircase(n, x, 3, n_levels=0), 'n_levels (N) must be an int >= 1'),
-    (lambda n, x, y: mine_staircase(n, x, 3, n_levels=-1), 'n_levels (N) must be an int >= 1'),
-    (lambda n, x, y: window_search(n, x, 3, window=11), 'window=11 is larger than the 10x10 image'),
-    (lambda n, x, y: mine_trigger_distribution(n, x, 3, window=20), 'window=20 is larger than the 10x10 image'),
-    (lambda n, x, y: mine_staircase(n, x, 3, region=(0, 0, 12, 2)), 'the 12x2 window is larger than the 10x10 image'),
-    (lambda n, x, y: sgd_trigger(n, x, 3, region=(8, 8, 3, 3)), 'is outside the 10x10 image'),
-    (lambda n, x, y: mine_staircase(n, x, 5), 'target=5 is out of range for 5 classes'),
-    (lambda n, x, y: mine_staircase(n, x * 2, 3), 'x must be in [0, 1]'),
-    (lambda n, x, y: mine_staircase(n, x, 3, steps=0), 'steps must be an int >= 1'),
-    (lambda n, x, y: mine_staircase(n, x, 3, alpha=-1.), 'alpha must be >= 0'),
-    (lambda n, x, y: mine_staircase(n, x, 3, ema=0.), 'ema must be in (0, 1]'),
-    (lambda n, x, y: compare_defenses(n, x, y, {}), 'triggers must be a non-empty dict'),
-    (lambda n, x, y: mine_staircase(n, x, 3, cfg=FAST, alpha=1.), 'give either cfg or MineConfig keywords'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, betas=[0.], config=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, betas=[1.], config=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, betas=[-0.2], config=FAST), 'betas must be a number in (0, 1)'),
+    (lambda n, x, y: train_level(n, x, target=3, beta=1.5, region=(0, 0, 3, 3), config=FAST), 'beta must be a number in (0, 1)'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, betas=[0.5, 0.2], config=FAST), 'betas must be increasing'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, n_levels=0), 'n_levels (N) must be an int >= 1'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, n_levels=-1), 'n_levels (N) must be an int >= 1'),
+    (lambda n, x, y: window_search(n, x, target=3, config=dict(window=11)), 'window=11 is larger than the 10x10 image'),
+    (lambda n, x, y: mine_trigger_distribution(n, x, target=3, search=dict(window=20)), 'window=20 is larger than the 10x10 image'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, region=(0, 0, 12, 2)), 'the 12x2 window is larger than the 10x10 image'),
+    (lambda n, x, y: sgd_trigger(n, x, target=3, region=(8, 8, 3, 3)), 'is outside the 10x10 image'),
+    (lambda n, x, y: mine_staircase(n, x, target=5), 'target=5 is out of range for 5 classes'),
+    (lambda n, x, y: mine_staircase(n, x * 2, target=3), 'x must be in [0, 1]'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, config=dict(steps=0)), 'steps must be an int >= 1'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, config=dict(alpha=-1.)), 'alpha must be >= 0'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, config=dict(ema=0.)), 'ema must be in (0, 1]'),
+    (lambda n, x, y: compare_defenses(n, x, y, triggers={}), 'triggers must be a non-empty dict'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, config=dict(amp=True)), "unexpected keyword argument 'amp'"),
+    (lambda n, x, y: mine_staircase(n, x, target=3, config=3), 'config must be a MineConfig'),
+    (lambda n, x, y: mine_staircase(n, x, y[:7], target=3), 'y has 7 labels for 300 images'),
+    (lambda n, x, y: mine_staircase(n, x, y + 5, target=3), 'y must be in [0, 5)'),
+    (lambda n, x, y: mine_staircase(n, x, target=3, seed=-2), 'seed must be an int >= 0'),
+    (lambda n, x, y: mine_staircase(n, x[:, :, :8], target=3), 'x: images of shape'),
+    (lambda n, x, y: window_search(n, x, target=3, config=dict(pad=-5)), 'pad must be an int >= 0'),
+    (lambda n, x, y: window_search(n, x, target=3, config=dict(threshold=1.5)), 'threshold must be'),
+    (lambda n, x, y: window_search(n, x, target=3, config=dict(l1_cost=0.1)), "unexpected keyword argument 'l1_cost'"),
+    (lambda n, x, y: window_search(n, x, target=3, config=dict(cost=-0.1)), 'cost must be >= 0'),
+    (lambda n, x, y: sgd_trigger(n, x, target=3, x_heldout=x), 'give x_heldout and y_heldout together'),
+    (lambda n, x, y: sgd_trigger(n, x, target=3, x_heldout=x, y_heldout=y[:3]), 'y_heldout has 3 labels for 300 images'),
+    (lambda n, x, y: sgd_trigger(n, x, torch.full_like(y, 3), target=3), 'x: every image is of target=3'),
+    (lambda n, x, y: evaluate_levels(None, n, x, y, n=1), 'n must be an int >= 2'),
+    (lambda n, x, y: retrain(n, x, y, triggers=Trigger(torch.ones(1, 10, 10), torch.ones(1, 10, 10)), resample='never'), "resample='never' is not one of"),
+    (lambda n, x, y: retrain(n, x, y, triggers=Trigger(torch.ones(1, 10, 10), torch.ones(1, 10, 10)), frac=2.), 'frac must be in [0, 1]'),
+    (lambda n, x, y: retrain(n, x, y, triggers=Trigger(torch.ones(1, 10, 10), torch.ones(1, 10, 10)), target=9), 'target=9 is out of range'),
 ])
 def test_bad_input(toy, call, msg):
     net, x, y = toy
@@ -88,7 +105,7 @@ def test_mine_estimate_separates_dependence():
 
 def test_window_search_finds_the_corner(toy):
     net, x, y = toy
-    hm = window_search(net, x, 3, window=4, steps=60, device='cpu')
+    hm = window_search(net, x, target=3, config=dict(window=4, steps=60), device='cpu', progress=False)
     r, c, h, w = hm.region
     assert r == 0 and c + w == 10 and h * w <= 16 and hm.asr.max() > 0.9
 
@@ -114,10 +131,24 @@ def test_retraining_with_the_sampler_removes_the_backdoor(toy, dist):
     assert asr(net) > 0.95
     fixed, rep = nc_unlearn(net, x, y, dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
     assert asr(fixed) < 0.1 and fixed.bd.item() < net.bd.item() and net.bd.item() == 8.
-    base = sgd_trigger(net, x, 3, dist.region, steps=100, x_heldout=x, y_heldout=y, device='cpu')
+    fresh, rep_f = retrain(net, x, y, triggers=dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
+    assert asr(fresh) < 0.1 and fresh.bd.item() < net.bd.item() and net.bd.item() == 8. and rep_f.info['resample'] == 'epoch'
+    once, _ = retrain(net, x, y, triggers=dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, resample='once', device='cpu')
+    assert once.bd.item() != fresh.bd.item()   # the second epoch saw other triggers
+    base = sgd_trigger(net, x, target=3, region=dist.region, config=dict(steps=100, batch_size=32), x_heldout=x, y_heldout=y, device='cpu', progress=False)
     assert base.asr > 0.9
-    cmp = compare_defenses(net, x, y, {'dist': dist.sampler(), 'single': base.trigger}, target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
+    cmp = compare_defenses(net, x, y, triggers={'dist': dist.sampler(), 'single': base.trigger}, target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
     assert set(cmp.reports) == {'dist', 'single'} and 'dist' in cmp.table()
+
+def test_fresh_stamps_redraw_every_epoch(toy):
+    net, x, y = toy
+    samp = lambda n, generator=None: Trigger(torch.rand(n, 1, 10, 10, generator=generator), torch.ones(n, 1, 10, 10))
+    fs = FreshStamps(x, y, samp, frac=0.2, seed=3)
+    epochs = [fs.get_batch(torch.arange(300))[0] for _ in range(3)]  # one batch of every image: one epoch each
+    st = fs.stamped
+    assert len(st) == 60 and not torch.equal(epochs[0][st], epochs[1][st]) and not torch.equal(epochs[1][st], epochs[2][st])
+    rest = torch.ones(300, dtype=torch.bool); rest[st] = False
+    assert all(torch.equal(e[rest], x[rest]) for e in epochs)
 
 def test_widget(toy, dist):
     net, x, y = toy
@@ -127,3 +158,36 @@ def test_widget(toy, dist):
     ex.level.value = 1; assert 'beta = 0.50' in ex.info.value and ex.asr.shape == (4,)
     assert pairwise_distance(ex.triggers) > 0
     with pytest.raises(ValueError, match='pairwise_distance needs at least 2'): pairwise_distance(ex.triggers[0:1])
+
+def _snapshot(net):
+    return ({k: v.clone() for k, v in net.state_dict().items()}, [m.training for m in net.modules()],
+            [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in net.parameters()], torch.get_rng_state())
+
+class BNToy(nn.Module):
+    "The toy behind a BatchNorm layer left in train mode (its statistics must not move)."
+    def __init__(self): super().__init__(); self.bn = nn.BatchNorm2d(1); self.toy = ToyNet()
+    def forward(self, x): return self.toy(x + 0.01 * self.bn(x))
+
+@pytest.mark.parametrize('call', [
+    lambda n, x, y: window_search(n, x, target=3, config=dict(window=4, steps=5), device='cpu', progress=False),
+    lambda n, x, y: sgd_trigger(n, x, target=3, region=(0, 6, 4, 4), config=dict(steps=5), x_heldout=x, y_heldout=y, device='cpu', progress=False),
+    lambda n, x, y: mine_staircase(n, x, y, target=3, region=(0, 7, 3, 3), betas=[0.5], config=dict(steps=5, n_z=8), device='cpu', progress=False),
+    lambda n, x, y: train_level(n, x, target=3, beta=0.5, region=(0, 7, 3, 3), config=dict(steps=5, n_z=8), perf=Perf(amp=True), device='cpu'),
+])
+def test_callers_model_and_rng_untouched(toy, call):
+    _, x, y = toy
+    net = BNToy().train(); net.toy.gain.requires_grad_(False)
+    before = _snapshot(net)
+    call(net, x, y)
+    after = _snapshot(net)
+    assert all(torch.equal(v, before[0][k]) for k, v in after[0].items())
+    assert after[1] == before[1] and after[2] == before[2] and torch.equal(after[3], before[3])
+
+def test_asr_is_core_asr(toy, dist):
+    net, x, y = toy
+    t = dist.sample(4, 2, torch.Generator().manual_seed(2))  # what evaluate_levels(seed=0) draws for level 2
+    per = attack_success_rate(net, x, y, trigger=[t[i:i+1] for i in range(4)], target=3)
+    manual = torch.tensor([(predict(net, x[y != 3], t[i:i+1]) == 3).float().mean().item() for i in range(4)])
+    assert torch.allclose(per, manual)
+    rows = evaluate_levels(dist, net, x, y, n=4, seed=0)
+    assert rows[2]['asr_mean'] == pytest.approx(manual.mean().item(), abs=1e-6)
