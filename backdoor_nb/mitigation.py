@@ -12,13 +12,13 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .core import (Trigger, as_sampler, get_device, check_images, check_labels, check_label, eval_mode,
+from .core import (Trigger, attack_success_rate, as_sampler, get_device, check_images, check_labels, check_label, eval_mode,
                               batched_logits)
 from .layers import (CHANNELWISE, DEFAULT_LAYERS, trace_layers, Layer, resolve_layer, tap, unit_activations,
                                 unit_masks, prune_units, frozen_zeros)
 
 # %% auto #0
-__all__ = ['trigger_asr', 'RepairReport', 'InputFilter', 'nc_filter', 'nc_prune', 'UnlearningData', 'nc_unlearn', 'fine_pruning',
+__all__ = ['RepairReport', 'InputFilter', 'nc_filter', 'nc_prune', 'UnlearningData', 'nc_unlearn', 'fine_pruning',
            'repair_demo_step', 'PruningExplorer']
 
 # %% ../nbs/50_mitigation.ipynb #edc1fdf0
@@ -37,21 +37,10 @@ def _check_clean(model, clean_x, clean_y=None, target=None, device=None)->int:
     return n_classes
 
 # %% ../nbs/50_mitigation.ipynb #d4c74fba
-def trigger_asr(model:nn.Module, x:Tensor, y:Tensor, # clean images and their labels
-                trigger:Trigger, # a (possibly per-image) trigger
-                target:Optional[int]=None, # the flagged label; None: count any misclassification
-                device=None)->float:
-    "The trigger's success on a labelled clean set: share sent to `target`, or share misclassified when no target."
-    keep = torch.ones_like(y, dtype=torch.bool) if target is None else y != target
-    if not keep.any(): raise ValueError(f"trigger_asr: every image of the clean set already has label target={target}")
-    tr = trigger[keep] if trigger.batched else trigger
-    pred = batched_logits(model, x[keep], tr, device=device).argmax(1)
-    return ((pred != y[keep]) if target is None else (pred == target)).float().mean().item()
-
 def _metrics(model, x, y, trigger, target, eval_fn, device)->dict:
     "Clean-set accuracy and trigger success (the defender's view), plus the numeric results of `eval_fn`."
     m = {'set_acc': (batched_logits(model, x, device=device).argmax(1) == y).float().mean().item()}
-    if trigger is not None: m['set_asr'] = trigger_asr(model, x, y, trigger, target, device)
+    if trigger is not None: m['set_asr'] = attack_success_rate(model, x, y, trigger=trigger, target=target, device=device)
     if eval_fn is not None: m.update({k: float(v) for k, v in eval_fn(model).items() if isinstance(v, (int, float))})
     return m
 
