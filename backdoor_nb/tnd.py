@@ -98,7 +98,7 @@ class TNDResult(LabelScan):
         return show_images(torch.cat([m.expand(-1, C, -1, -1), m * p]), titles, ncols=k, size=size)
 
 @register_type
-@dataclass
+@dataclass(repr=False)
 class DLTNDResult(TNDResult):
     "A DL-TND scan: the universal perturbation of every label, and how alike the per-image ones act."
     method = 'DL-TND'
@@ -118,7 +118,7 @@ class DLTNDResult(TNDResult):
         return show_images(imgs, titles, ncols=len(imgs), size=size, suptitle=f"DL-TND label {label}: masks and similarity")
 
 @register_type
-@dataclass
+@dataclass(repr=False)
 class DFTNDResult(TNDResult):
     "A DF-TND scan: the perturbation grown on each noise image, and each label's mean logit increase (no trigger per label)."
     method = 'DF-TND'
