@@ -702,6 +702,18 @@ class LabelScan:
 
     def _name(self, l): return f"{l}:{self.classes[l]}" if getattr(self, 'classes', None) else str(l)
 
+    def _median(self)->str: return f"median score {self.label_scores().quantile(0.5):.3g}"  # the headline's statistic; subclasses name theirs
+
+    def _flag_note(self, l)->str:
+        "What the headline says beside a flagged label: its anomaly index, where the result has one."
+        a = getattr(self, 'anomaly', None)
+        return f" (index {a[self.labels.index(l)]:.2f})" if a is not None else ''
+
+    def __repr__(self):
+        fl = ', '.join(self._name(l) + self._flag_note(l) for l in self.flagged) or 'none'
+        return (f"{type(self).__name__}({len(self.labels)} labels, {self.seconds:.1f} s{', interrupted' if getattr(self, 'interrupted', False) else ''}): "
+                f"{self._median()}, flagged: {fl}")
+
     def _columns(self)->dict:
         "`{header: (values, format)}` of the table; the default: the per-label score."
         return {self.score_name: (self.label_scores.tolist(), '.4g')}

@@ -97,7 +97,7 @@ def optimize_triggers(model:nn.Module, # maps [0, 1] images to logits
 
 # %% ../nbs/20_neural_cleanse.ipynb #362a7c94
 @register_type
-@dataclass
+@dataclass(repr=False)
 class NCResult(LabelScan):
     "Neural Cleanse scan result: per-label reversed triggers, norms, ASR, anomaly index and flags; plots itself."
     labels:list # the labels scanned
@@ -132,10 +132,7 @@ class NCResult(LabelScan):
         low = self.l1 < self.l1.quantile(0.5)
         return self.anomaly[low].max().item() if low.any() else 0.
 
-    def __repr__(self):
-        fl = ', '.join(f"{self._name(l)} (index {self.anomaly[self.labels.index(l)]:.2f})" for l in self.flagged) or 'none'
-        return (f"NCResult({len(self.labels)} labels, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''}): "
-                f"median L1 {self.l1.quantile(0.5):.2f}, flagged: {fl}")
+    def _median(self)->str: return f"median L1 {self.l1.quantile(0.5):.2f}"
 
     def _columns(self)->dict:
         "Table columns: L1 norm, ASR on the support set (and held out), anomaly index."

@@ -24,7 +24,7 @@ __all__ = ['SIMILARITY_SPACES', 'TNDResult', 'DLTNDResult', 'DFTNDResult', 'DLTN
 
 # %% ../nbs/70_tnd.ipynb #d6816b8f
 @register_type
-@dataclass
+@dataclass(repr=False)
 class TNDResult(LabelScan):
     "A TND scan: per-label score, anomaly index and flags (the `NCResult` interface), plus what the detector recovered."
     labels:list # the labels scanned
@@ -60,10 +60,7 @@ class TNDResult(LabelScan):
         hi = self.score > self.score.quantile(0.5)
         return self.labels[int(torch.where(hi, self.anomaly, torch.full_like(self.anomaly, -1.)).argmax())]
 
-    def __repr__(self):
-        fl = ', '.join(f"{self._name(l)} (index {self.anomaly[self.labels.index(l)]:.2f})" for l in self.flagged) or 'none'
-        return (f"{type(self).__name__}({len(self.labels)} labels, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''}): "
-                f"median {self.score_name} {self.score.quantile(0.5):.3g}, flagged: {fl}")
+    def _median(self)->str: return f"median {self.score_name} {self.score.quantile(0.5):.3g}"
 
     def _columns(self)->dict:
         "Table columns: the detector's statistic and the anomaly index."

@@ -5,7 +5,8 @@
     python benchmarks/neural_cleanse.py mnist cifar10 gtsrb --names clean badnets blend
     python benchmarks/neural_cleanse.py --speed-only
 """
-import argparse, time
+import argparse, json, os, sys, time
+from pathlib import Path
 import torch
 from backdoor_nb.attacks import RECIPES, model_zoo
 from backdoor_nb.core import auroc
@@ -47,8 +48,9 @@ def speed(steps, seed):
     res['sequential'] = type('R', (), {'seconds': t2 - t1, 'l1': torch.cat([r.l1 for r in one])})()
     b, s = res['batched'].seconds, res['sequential'].seconds
     print(f"\nMNIST CNN, 10 labels, {steps} steps x {len(support) // 32} mini-batches of 32 ({torch.get_num_threads()} threads), early stop off:")
-    print(f"  batched {b:.1f} s, sequential {s:.1f} s, speed-up {s / b:.1f}x; "
-          f"max |L1 difference| {(res['batched'].l1 - res['sequential'].l1).abs().max():.3f}")
+    d = (res['batched'].l1 - res['sequential'].l1).abs().max().item()
+    print(f"  batched {b:.1f} s, sequential {s:.1f} s, speed-up {s / b:.1f}x; max |L1 difference| {d:.3f}")
+    return {'steps': steps, 'batched_s': b, 'sequential_s': s, 'speedup': s / b, 'max_l1_diff': d}
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +64,10 @@ def main(argv=None):
     p.add_argument('--clean-seeds', type=int, default=0, help='extra clean models (seeds seed+1, ...) per dataset')
     p.add_argument('--speed-steps', type=int, default=20)
     p.add_argument('--speed-only', action='store_true')
+    p.add_argument('--json', default=None, help='write the rows, AUROC and speed to this JSON file (default: benchmarks/results/neural_cleanse_<datasets>.json)')
     a = p.parse_args(argv)
+    out = {'argv': sys.argv[1:] if argv is None else list(argv), 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+           'load_before': os.getloadavg()}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu; {a.n_support} clean support images per scan"
           f"{', bfloat16 autocast' if a.amp else ''}{', channels-last' if a.channels_last else ''}, at most {a.max_steps} steps")
     if not a.speed_only:
@@ -70,12 +75,18 @@ def main(argv=None):
         rows = [r for ds in a.datasets for r in detection(ds, a.names, a.n_support, a.seed, a.amp, a.clean_seeds, a.channels_last, a.max_steps)]
         pos = [r['backdoored'] for r in rows]
         if any(pos) and not all(pos):
-            print(f"\nAUROC of the max anomaly index over {len(rows)} models: {auroc([r['score'] for r in rows], pos):.3f}")
+            out['auroc'] = auroc([r['score'] for r in rows], pos)
+            print(f"\nAUROC of the max anomaly index over {len(rows)} models: {out['auroc']:.3f}")
+        out['rows'] = rows
         missed = [f"{r['ds']}/{r['name']}" for r in rows if r['ok'] is False]
         print("missed or wrong:", ', '.join(missed) or 'none')
         for ds in a.datasets:
             t = [r['seconds'] for r in rows if r['ds'] == ds]
             print(f"{ds}: full scan {min(t):.1f}-{max(t):.1f} s (median {sorted(t)[len(t) // 2]:.1f} s)")
-    if a.speed_steps > 0: speed(a.speed_steps, a.seed)
+    if a.speed_steps > 0: out['speed'] = speed(a.speed_steps, a.seed)
+    out['load_after'] = os.getloadavg()
+    path = Path(a.json or Path(__file__).parent/'results'/f"neural_cleanse_{'_'.join(a.datasets) if not a.speed_only else 'speed'}.json")
+    path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(out, indent=1, default=float))
+    print('saved', path)
 
 if __name__ == '__main__': main()
