@@ -27,7 +27,7 @@ class NCConfig:
     lr:float=0.1 # Adam learning rate on the tanh-parameterized mask and pattern
     betas:tuple=(0.5, 0.9) # Adam betas
     batch_size:int=32 # clean images per mini-batch
-    samples_per_step:Optional[int]=None # images per "step"; None: one pass over the support set (the original: 1000 images, 31 mini-batches)
+    samples_per_step:Optional[int]=96 # images per "step" (at most the support set); None: one pass over it (the original: 1000 images, 31 mini-batches)
     max_steps:int=1000 # upper bound; early stop usually ends much sooner
     init_cost:float=1e-3 # initial weight lambda of the mask L1 term
     asr_threshold:float=0.99 # attack success needed for a trigger to count
@@ -53,7 +53,7 @@ class NCConfig:
 
     def parts(self, n_images:int)->dict:
         "The engine's parts for a support set of `n_images`: parametrization, schedule, optimizer and feed."
-        per_step = max(1, (self.samples_per_step or n_images) // self.batch_size)  # mini-batches per step
+        per_step = max(1, min(self.samples_per_step or n_images, n_images) // self.batch_size)  # mini-batches per step
         return dict(param=MaskPattern('tanh'), schedule=self.schedule(), optimizer=Adam(self.lr, self.betas),
                     feed=Feed(self.batch_size, per_step))
 

@@ -14,7 +14,7 @@ reverses every label and repairs with the trigger of the
 flagged label with the largest anomaly index (or the smallest norm when nothing is flagged); scans are cached
 as safetensors in `--cache` because they dominate the run time on a CPU.
 """
-import argparse, copy, time
+import argparse, copy, json, os, sys, time
 from pathlib import Path
 import torch
 from backdoor_nb.attacks import DATASETS, model_zoo, evaluate_backdoor, default_cache
@@ -121,12 +121,20 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cache', default=str(default_cache().parent / 'nc_triggers'))
     p.add_argument('--scan-only', action='store_true')
+    p.add_argument('--json', default=None, help='write the rows here (default: benchmarks/results/mitigation_<datasets>.json)')
     a = p.parse_args(argv)
+    load_before = os.getloadavg()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu")
     print(f"{'dataset':8} {'model':14} {'method':20} {'clean acc':>16}  {'ASR':>16} {'seconds':>7}  {'target':6} notes")
     rows = [r for ds in a.datasets for r in run(ds, a.names, a)]
     if rows:
         missed = [f"{r['ds']}/{r['name']} {r['method']}" for r in rows if r['ok'] is False]
         print("\ntargets missed:", ', '.join(missed) or 'none')
+        path = Path(a.json or Path(__file__).parent/'results'/f"mitigation_{'_'.join(a.datasets)}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({'argv': sys.argv[1:] if argv is None else list(argv), 'torch': torch.__version__,
+                                    'threads': torch.get_num_threads(), 'load_before': load_before, 'load_after': os.getloadavg(),
+                                    'rows': rows}, indent=1, default=str))
+        print('saved', path)
 
 if __name__ == '__main__': main()

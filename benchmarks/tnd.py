@@ -8,7 +8,7 @@ nothing is trained.
     python benchmarks/tnd.py mnist --names clean badnets blind-p
     python benchmarks/tnd.py mnist cifar10 gtsrb --clean-seeds 4
 """
-import argparse, time
+import argparse, json, os, sys, time
 from pathlib import Path
 import torch
 from backdoor_nb.attacks import default_cache, load_zoo_model
@@ -71,7 +71,10 @@ def main(argv=None):
     p.add_argument('--clean-seeds', type=int, default=0, help='also scan cached clean models of seeds seed+1, ... (more negatives)')
     p.add_argument('--n-support', type=int, default=100, help="Neural Cleanse's clean images")
     p.add_argument('--detectors', nargs='*', default=list(DETECTORS), choices=DETECTORS, help='which detectors to run (default: all)')
+    p.add_argument('--json', default=None, help='write the rows and AUROCs here (default: benchmarks/results/tnd_<datasets>.json)')
     a = p.parse_args(argv)
+    out = {'argv': sys.argv[1:] if argv is None else list(argv), 'torch': torch.__version__, 'threads': torch.get_num_threads(),
+           'load_before': os.getloadavg(), 'auroc': {}}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DL-TND: 1 test image per class, DF-TND: "
           f"10 noise images, NC: {a.n_support} test images")
     head = ' '.join(f"{k + ' flagged':>9} {'score':>6} {'right':>5} {'s':>6}" for k in ('DL', 'DF', 'NC'))
@@ -95,9 +98,15 @@ def main(argv=None):
         tgt = sum(r[k]['ok'] is True for r in hits)
         fp = sum(r[k]['ok'] is False for r in rows if not r['backdoored'])
         t = sorted(r[k]['seconds'] for r in rows)
+        out['auroc'][k] = au
         print(f"{k:7} AUROC {au}; target flagged on {tgt}/{len(hits)} single-target models; "
               f"false flags on {fp}/{len(rows) - sum(pos)} clean models; {t[len(t) // 2]:.1f} s per model (median)")
     if any(pos) and not all(pos) and 'DL-TND' in a.detectors:
-        print(f"DL-TND scored in logit space (reference code): AUROC {auroc([r['dl_logits'] for r in rows], pos):.3f}")
+        out['auroc']['DL-TND logits'] = f"{auroc([r['dl_logits'] for r in rows], pos):.3f}"
+        print(f"DL-TND scored in logit space (reference code): AUROC {out['auroc']['DL-TND logits']}")
+    out.update(rows=rows, load_after=os.getloadavg())
+    path = Path(a.json or Path(__file__).parent/'results'/f"tnd_{'_'.join(a.datasets)}.json")
+    path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(out, indent=1, default=float))
+    print('saved', path)
 
 if __name__ == '__main__': main()
