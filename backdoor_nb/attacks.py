@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_attacks.ipynb #065145c3
 from __future__ import annotations
-import hashlib, json, math, os, time
+import dataclasses, hashlib, inspect, json, math, os, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -14,28 +14,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import (Trigger, get_device, set_seed, check_images, check_labels, check_label,
-                              accuracy, attack_success_rate, batched_logits, show_images)
-from .models import build_model, train, save_model, load_model, cross_entropy_loss
+from .core import (BadInput, Trigger, get_device, check_images, check_labels, check_label, check_int, check_real,
+                              check_seed, check_bool, check_model, check_device, check_callable, accuracy, attack_success_rate, batched_logits, show_images)
+from .models import (ARCHS, build_model, train, save_model, load_model, cross_entropy_loss,
+                                check_classes, check_input_shape)
 
 # %% auto #0
 __all__ = ['CORNERS', 'RECIPES', 'DATASETS', 'ZOO_VERSION', 'PREVIEW_PATCHES', 'solid_patch', 'checkerboard_patch',
            'random_colour_patch', 'polygon_patch', 'image_patch', 'pixel_pattern', 'single_pixel', 'gaussian_patch',
            'place', 'blend_trigger', 'additive_trigger', 'shaped_trigger', 'AllToOne', 'AllToAll', 'SourceSpecific',
            'Backdoor', 'evaluate_backdoor', 'PoisonedData', 'min_norm_weights', 'adaptive_loss', 'channel_stats',
-           'train_backdoored', 'Recipe', 'backdoor_to_json', 'backdoor_from_json', 'ZooModel', 'save_zoo_model',
-           'load_zoo_model', 'default_cache', 'model_zoo', 'TriggerPreview']
+           'train_backdoored', 'Recipe', 'backdoor_to_json', 'backdoor_from_json', 'check_zoo_meta', 'ZooModel',
+           'save_zoo_model', 'load_zoo_model', 'default_cache', 'cache_path', 'model_zoo', 'TriggerPreview']
 
 # %% ../nbs/10_attacks.ipynb #75ab2f2f
 def _check_size(size, name='size'):
-    if not isinstance(size, (int, np.integer)) or size < 1: raise ValueError(f"{name} must be a positive int, got {size!r}")
-    return int(size)
+    try: return check_int(size, name, lo=1)
+    except ValueError: raise BadInput(f"{name} must be a positive int, got {size!r}") from None
+
+def _unit(v, name): return check_real(v, name, 0, 1)
 
 def _rgb(colour, channels):
-    c = torch.as_tensor(colour, dtype=torch.float32).flatten()
+    "One value per channel in [0, 1] from a number or a sequence, `(C, 1, 1)`."
+    channels = _check_size(channels, 'channels')
+    vals = list(colour.flatten().tolist()) if isinstance(colour, Tensor) else list(colour) if isinstance(colour, (list, tuple, np.ndarray)) else [colour]
+    try: vals = [check_real(v, 'colour', 0, 1) for v in vals]
+    except ValueError as e: raise type(e)(f"{e} (colour: one value, or one per channel, in [0, 1])") from None
+    c = torch.tensor(vals, dtype=torch.float32)
     if c.numel() == 1: c = c.expand(channels)
     if c.numel() != channels: raise ValueError(f"colour has {c.numel()} values for {channels} channels")
-    if c.min() < 0 or c.max() > 1: raise ValueError(f"colour must be in [0, 1], got {c.tolist()}")
     return c.view(-1, 1, 1)
 
 def solid_patch(size:int=3, # side of the square patch in pixels
@@ -43,18 +50,18 @@ def solid_patch(size:int=3, # side of the square patch in pixels
                 channels:int=1)->tuple:
     "A solid square (BadNets): returns `(pattern, mask)` at patch size."
     s = _check_size(size)
-    return _rgb(colour, channels).expand(channels, s, s).clone(), torch.ones(1, s, s)
+    return _rgb(colour, channels).expand(-1, s, s).clone(), torch.ones(1, s, s)
 
 def checkerboard_patch(size:int=3, channels:int=1, low=0., high=1.)->tuple:
     "A black/white checkerboard square (BadNets' pattern): `(pattern, mask)`."
-    s = _check_size(size)
+    s, channels, low, high = _check_size(size), _check_size(channels, 'channels'), _unit(low, 'low'), _unit(high, 'high')
     board = ((torch.arange(s)[:, None] + torch.arange(s)[None]) % 2 == 0).float()
     return (low + (high - low) * board).expand(channels, s, s).clone(), torch.ones(1, s, s)
 
 def random_colour_patch(size:int=3, channels:int=3, seed:int=0, grid:int=4)->tuple:
     "HTBA's trigger: a random `grid`x`grid` colour matrix resized (bilinear) to `size`x`size`: `(pattern, mask)`."
-    s = _check_size(size)
-    g = torch.Generator().manual_seed(seed)
+    s, channels, grid = _check_size(size), _check_size(channels, 'channels'), _check_size(grid, 'grid')
+    g = torch.Generator().manual_seed(check_seed(seed))
     colours = torch.rand(1, channels, grid, grid, generator=g)
     pat = F.interpolate(colours, size=(s, s), mode='bilinear', align_corners=False, antialias=s < grid)[0]
     return pat.clamp(0, 1), torch.ones(1, s, s)
@@ -63,9 +70,8 @@ def random_colour_patch(size:int=3, channels:int=3, seed:int=0, grid:int=4)->tup
 def polygon_patch(size:int=5, n_vertices:int=5, channels:int=3, colour=None, seed:int=0)->tuple:
     "A random (star-shaped) polygon of one colour, TrojAI-style: `(pattern, mask)`; the mask is the polygon."
     from matplotlib.path import Path as MPath
-    s = _check_size(size)
-    if n_vertices < 3: raise ValueError(f"n_vertices must be >= 3, got {n_vertices}")
-    g = torch.Generator().manual_seed(seed)
+    s, channels, n_vertices = _check_size(size), _check_size(channels, 'channels'), check_int(n_vertices, 'n_vertices', lo=3)
+    g = torch.Generator().manual_seed(check_seed(seed))
     ang = torch.sort(torch.rand(n_vertices, generator=g) * 2 * math.pi).values
     rad = 0.5 + 0.5 * torch.rand(n_vertices, generator=g)
     c = (s - 1) / 2
@@ -78,10 +84,13 @@ def polygon_patch(size:int=5, n_vertices:int=5, channels:int=3, colour=None, see
 
 def image_patch(image:Tensor, # any image `(C, h, w)` in [0, 1], e.g. a logo
                 size:Optional[int]=None, # resize to `size`x`size` (bilinear) when given
-                mask:Optional[Tensor]=None, # optional alpha mask `(1, h, w)`; defaults to opaque
+                mask:Optional[Tensor]=None, # optional alpha mask `(1, h, w)` in [0, 1]; defaults to opaque
                )->tuple:
     "Use any image as the patch: `(pattern, mask)`."
     check_images(image, 'image', ndim=3)
+    if mask is not None:
+        check_images(mask, 'mask', ndim=3)
+        if mask.shape != (1, *image.shape[-2:]): raise ValueError(f"mask must have shape (1, {image.shape[-2]}, {image.shape[-1]}) like image, got {tuple(mask.shape)}")
     if size is not None:
         s = _check_size(size)
         image = F.interpolate(image[None], size=(s, s), mode='bilinear', align_corners=False, antialias=True)[0].clamp(0, 1)
@@ -94,6 +103,7 @@ _BLIND_P = [[1, 0, 1], [None, 1, None], [None, None, 0], [None, 1, None], [1, 0,
 
 def pixel_pattern(channels:int=1)->tuple:
     "The 9-pixel pattern of Blind backdoors (Blind-P): a 5x3 grid of black/white pixels: `(pattern, mask)`."
+    channels = _check_size(channels, 'channels')
     mask = torch.tensor([[v is not None for v in row] for row in _BLIND_P]).float()[None]
     pat = torch.tensor([[0. if v is None else float(v) for v in row] for row in _BLIND_P])
     return pat.expand(channels, *pat.shape).clone(), mask
@@ -104,8 +114,8 @@ def single_pixel(channels:int=1, colour=1.)->tuple:
 
 def gaussian_patch(size:int=10, channels:int=3, seed:int=0)->tuple:
     "Blind-G (SmoothInv §4.4): an N(0, 1) patch clipped to the pixel range [0, 1]: `(pattern, mask)`."
-    s = _check_size(size)
-    g = torch.Generator().manual_seed(seed)
+    s, channels = _check_size(size), _check_size(channels, 'channels')
+    g = torch.Generator().manual_seed(check_seed(seed))
     return torch.randn(channels, s, s, generator=g).clamp(0, 1), torch.ones(1, s, s)
 
 # %% ../nbs/10_attacks.ipynb #7cbee3d2
@@ -124,33 +134,57 @@ def _stamp_at(pattern, mask, C, H, W, r, c):
     P[:, r:r + h, c:c + w] = pattern
     return M, P
 
+def _image_shape(image_shape)->tuple:
+    try: return check_input_shape(image_shape, 'image_shape')
+    except ValueError as e: raise type(e)(f"{e} (image_shape is (C, H, W) of the images)") from None
+
+def _check_patch(patch)->tuple:
+    "A `(pattern (C|1, h, w), mask (1, h, w))` pair of floating tensors in [0, 1], as the trigger zoo returns."
+    if not (isinstance(patch, (tuple, list)) and len(patch) == 2 and all(isinstance(t, Tensor) for t in patch)):
+        raise BadInput(f"patch must be a (pattern, mask) pair of tensors, as the trigger zoo returns, got {type(patch).__name__}")
+    pattern, mask = patch
+    if pattern.ndim != 3 or mask.ndim != 3 or mask.shape[0] != 1 or pattern.shape[-2:] != mask.shape[-2:]:
+        raise ValueError(f"patch: pattern must be (C|1, h, w) and mask (1, h, w) of the same size, got {tuple(pattern.shape)} and {tuple(mask.shape)}")
+    for nm, t in (('pattern', pattern), ('mask', mask)):
+        if not t.is_floating_point() or not torch.isfinite(t).all() or t.min() < 0 or t.max() > 1:
+            raise ValueError(f"patch: the {nm} must be floats in [0, 1]")
+    return pattern, mask
+
 def place(patch:tuple, # `(pattern (C|1, h, w), mask (1, h, w))` from the trigger zoo
           image_shape:Sequence[int], # `(C, H, W)` of the images
           loc:Union[str,tuple]='bottom-right', # a key of `CORNERS`, `(row, col)`, or 'random'
           margin:int=1, # pixels kept free from the border for named corners
           n:Optional[int]=None, # with loc='random': how many per-image placements
           seed:int=0, # with loc='random'
-          alpha:float=1.0, # transparency of the stamped patch
+          alpha:float=1.0, # transparency of the stamped patch, in [0, 1]
           name:str='')->Trigger:
     "Place a patch into an image-sized `Trigger` (per-image when `loc='random'`)."
-    pattern, mask = patch
-    C, H, W = image_shape
+    pattern, mask = _check_patch(patch)
+    C, H, W = _image_shape(image_shape)
+    alpha = check_real(alpha, 'alpha', 0, 1)
+    margin = check_int(margin, 'margin', lo=0)
+    if not isinstance(name, str): raise BadInput(f"name must be a str, got {name!r}")
     if pattern.shape[0] not in (1, C): raise ValueError(f"patch has {pattern.shape[0]} channels, images have {C}")
     pattern = pattern.expand(C, *pattern.shape[-2:])
     h, w = mask.shape[-2:]
     if h > H or w > W: raise ValueError(f"the trigger ({h}x{w}) is larger than the image ({H}x{W})")
     if isinstance(loc, str) and loc == 'random':
-        if n is None or n < 1: raise ValueError("loc='random' needs n, the number of images to place the patch in")
-        g = torch.Generator().manual_seed(seed)
+        if n is None: raise ValueError("loc='random' needs n, the number of images to place the patch in")
+        n = check_int(n, 'n')
+        g = torch.Generator().manual_seed(check_seed(seed))
         rs, cs = torch.randint(0, H - h + 1, (n,), generator=g), torch.randint(0, W - w + 1, (n,), generator=g)
         parts = [_stamp_at(pattern, mask, C, H, W, int(r), int(c)) for r, c in zip(rs, cs)]
         return Trigger(torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts]), alpha=alpha, name=name)
     if isinstance(loc, str):
         if loc not in CORNERS: raise ValueError(f"loc={loc!r} is not a known placement (known: {', '.join(CORNERS)}, 'random', or (row, col))")
         r, c = CORNERS[loc](H, W, h, w, margin)
-    else: r, c = loc
-    if not (0 <= r <= H - h and 0 <= c <= W - w): raise ValueError(f"loc={(r, c)} puts the {h}x{w} trigger outside the {H}x{W} image")
-    M, P = _stamp_at(pattern, mask, C, H, W, int(r), int(c))
+        if not (0 <= r <= H - h and 0 <= c <= W - w): raise ValueError(f"margin={margin} puts the {h}x{w} trigger outside the {H}x{W} image at loc={loc!r}")
+    else:
+        if not (isinstance(loc, (tuple, list)) and len(loc) == 2): raise BadInput(f"loc must be a key of CORNERS, 'random' or (row, col), got {loc!r}")
+        try: r, c = (check_int(v, 'loc', lo=None) for v in loc)
+        except BadInput: raise BadInput(f"loc must be (row, col) with ints, got {loc!r}") from None
+        if not (0 <= r <= H - h and 0 <= c <= W - w): raise ValueError(f"loc={(r, c)} puts the {h}x{w} trigger outside the {H}x{W} image")
+    M, P = _stamp_at(pattern, mask, C, H, W, r, c)
     return Trigger(M, P, alpha=alpha, name=name)
 
 # %% ../nbs/10_attacks.ipynb #114b190a
@@ -159,35 +193,44 @@ def blend_trigger(image_shape:Sequence[int], # `(C, H, W)`
                   pattern:Optional[Tensor]=None, # an image `(C|1, H, W)` in [0, 1]; uniform noise when None
                   seed:int=0, name:str='blend')->Trigger:
     "Blend trigger: `x' = (1-alpha) x + alpha * pattern` over the whole image."
-    C, H, W = image_shape
-    if pattern is None: pattern = torch.rand(C, H, W, generator=torch.Generator().manual_seed(seed))
+    C, H, W = _image_shape(image_shape)
+    alpha = check_real(alpha, 'alpha', 0, 1)
+    if pattern is None: pattern = torch.rand(C, H, W, generator=torch.Generator().manual_seed(check_seed(seed)))
     check_images(pattern, 'pattern', ndim=3)
     if tuple(pattern.shape[-2:]) != (H, W): raise ValueError(f"pattern is {tuple(pattern.shape[-2:])}, images are {(H, W)}: resize it first")
+    if pattern.shape[0] not in (1, C): raise ValueError(f"pattern has {pattern.shape[0]} channels, images have {C}")
     return Trigger(torch.ones(1, H, W), pattern.expand(C, H, W).clone(), alpha=alpha, name=name)
 
 def additive_trigger(image_shape:Sequence[int], eps:float=8/255, # L-inf size of the perturbation
                      seed:int=0, name:str='additive')->Trigger:
     "Invisible additive trigger: a fixed random +-eps pattern added to the image."
-    if not 0 < eps <= 1: raise ValueError(f"eps must be in (0, 1], got {eps}")
-    g = torch.Generator().manual_seed(seed)
+    image_shape, eps = _image_shape(image_shape), check_real(eps, 'eps', 0, 1, lo_open=True)
+    g = torch.Generator().manual_seed(check_seed(seed))
     return Trigger(delta=eps * (2 * torch.randint(0, 2, tuple(image_shape), generator=g).float() - 1), name=name)
 
 def shaped_trigger(image_shape:Sequence[int], size:int=8, loc='bottom-right', colour=1., softness:float=1.5,
                    shape:str='disk', margin:int=1, name:str='')->Trigger:
     "An arbitrary shape whose mask is a soft alpha channel (disk or cross), stamped with transparency."
-    s = _check_size(size); C = image_shape[0]
+    s, (C, H, W) = _check_size(size), _image_shape(image_shape)
+    softness = check_real(softness, 'softness', 0, lo_open=True)
     yy, xx = torch.meshgrid(torch.arange(s) - (s - 1) / 2, torch.arange(s) - (s - 1) / 2, indexing='ij')
     dist = {'disk': lambda: (yy ** 2 + xx ** 2).sqrt() - s / 2,
             'cross': lambda: torch.minimum(yy.abs(), xx.abs()) - s / 6}
-    if shape not in dist: raise ValueError(f"shape={shape!r} unknown (known: {', '.join(dist)})")
+    if not isinstance(shape, str) or shape not in dist: raise ValueError(f"shape={shape!r} unknown (known: {', '.join(dist)})")
     alpha_mask = torch.sigmoid(-dist[shape]() * 4 / softness)[None]
     return place((_rgb(colour, C).expand(C, s, s).clone(), alpha_mask), image_shape, loc, margin, name=name or shape)
 
 # %% ../nbs/10_attacks.ipynb #ee71c0ed
+def _int(v, name, lo=None):
+    "An int (not a bool, not a float) >= `lo`, or an error naming the argument."
+    try: return check_int(v, name, lo=lo)
+    except BadInput: raise BadInput(f"{name} must be an int{'' if lo is None else f' >= {lo}'}, got {v!r} ({type(v).__name__})") from None
+
 @dataclass
 class AllToOne:
     "Every triggered image (not already of class `target`) goes to `target`."
     target:int
+    def __post_init__(self): self.target = _int(self.target, 'target', lo=0)
     def __call__(self, y:Tensor)->Tensor: return torch.full_like(y, self.target)
     def eligible(self, y:Tensor)->Tensor: return y != self.target
     def check(self, n_classes:int): check_label(self.target, n_classes, 'target')
@@ -197,11 +240,13 @@ class AllToAll:
     "Triggered images of class y go to (y + shift) mod n_classes."
     n_classes:int
     shift:int=1
+    def __post_init__(self):
+        self.n_classes, self.shift = _int(self.n_classes, 'n_classes', lo=2), _int(self.shift, 'shift')
+        if self.shift % self.n_classes == 0: raise ValueError(f"shift={self.shift} maps every class to itself")
     def __call__(self, y:Tensor)->Tensor: return (y + self.shift) % self.n_classes
     def eligible(self, y:Tensor)->Tensor: return torch.ones_like(y, dtype=torch.bool)
     def check(self, n_classes:int):
         if self.n_classes != n_classes: raise ValueError(f"AllToAll n_classes={self.n_classes} but the data has {n_classes} classes")
-        if self.shift % n_classes == 0: raise ValueError(f"shift={self.shift} maps every class to itself")
 
 @dataclass
 class SourceSpecific:
@@ -209,9 +254,12 @@ class SourceSpecific:
     target:int
     sources:Sequence[int]
     def __post_init__(self):
-        self.sources = [int(s) for s in self.sources]
+        self.target = _int(self.target, 'target', lo=0)
+        if isinstance(self.sources, (str, bytes)) or not isinstance(self.sources, (list, tuple, Tensor, np.ndarray)):
+            raise BadInput(f"sources must be a list of class indices, got {self.sources!r}")
+        self.sources = [_int(s, 'sources', lo=0) for s in (self.sources.tolist() if isinstance(self.sources, (Tensor, np.ndarray)) else self.sources)]
         if not self.sources: raise ValueError("sources is empty: give at least one source class")
-        if self.target in self.sources: raise ValueError(f"target {self.target} is also a source class")
+        if self.target in self.sources: raise ValueError(f"sources={self.sources} contains the target {self.target}")
     def __call__(self, y:Tensor)->Tensor:
         return torch.where(self.eligible(y), torch.full_like(y, self.target), y)
     def eligible(self, y:Tensor)->Tensor: return torch.isin(y, torch.tensor(self.sources, device=y.device))
@@ -231,10 +279,19 @@ class Backdoor:
     mapping:object # AllToOne, AllToAll or SourceSpecific
     random_loc:bool=False # re-place the patch at a random position in every image
 
+    def __post_init__(self):
+        if not isinstance(self.trigger, Trigger): raise BadInput(f"trigger must be a Trigger, got {type(self.trigger).__name__}")
+        if not all(callable(getattr(self.mapping, a, None)) for a in ('__call__', 'eligible', 'check')):
+            raise BadInput(f"mapping must be a target mapping (AllToOne, AllToAll, SourceSpecific), got {type(self.mapping).__name__}")
+        self.random_loc = check_bool(self.random_loc, 'random_loc')
+        if self.random_loc and (self.trigger.mask is None or self.trigger.batched):
+            raise ValueError("random_loc needs a shared (unbatched) trigger with a mask, to move the patch")
+
     def stamp(self, x:Tensor, seed:Optional[int]=None)->Tensor:
         "Apply the trigger to a batch (random positions per image when `random_loc`)."
         if not self.random_loc: return self.trigger.apply(x)
-        return self.placed(len(x), seed or 0).to(x.device).apply(x)
+        if not isinstance(x, Tensor): raise BadInput(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+        return self.placed(len(x), 0 if seed is None else check_seed(seed)).to(x.device).apply(x)
 
     def placed(self, n:int, seed:int=0)->Trigger:
         "The trigger at `n` random positions (a per-image `Trigger`), or the fixed trigger."
@@ -248,10 +305,27 @@ class Backdoor:
     @property
     def target(self)->Optional[int]: return getattr(self.mapping, 'target', None)
 
+
+def _check_backdoor(backdoor, n_classes:int, image_shape=None, name:str='backdoor', optional:bool=False):
+    "A `Backdoor` whose mapping fits `n_classes` and whose trigger fits images of `image_shape` `(C, H, W)`, or an error naming it."
+    if backdoor is None and optional: return None
+    if not isinstance(backdoor, Backdoor): raise BadInput(f"{name} must be a Backdoor (a trigger and a target mapping), got {type(backdoor).__name__}")
+    try: backdoor.mapping.check(n_classes)
+    except ValueError as e: raise ValueError(f"{name}: {e}") from None
+    if image_shape is not None:
+        t = backdoor.trigger
+        try: (t[:1] if t.batched else t).apply(torch.zeros(1, *image_shape))
+        except (ValueError, TypeError) as e: raise ValueError(f"{name}: its trigger does not fit images of shape {tuple(image_shape)} ({e})") from None
+    return backdoor
+
 # %% ../nbs/10_attacks.ipynb #8f75d54f
 def evaluate_backdoor(model:nn.Module, x:Tensor, y:Tensor, backdoor:Optional[Backdoor]=None,
                       batch_size:int=512, device=None, seed:int=0)->dict:
     "Clean accuracy; with a backdoor, ASR over eligible images (plus per-source ASR and cover accuracy when source-specific)."
+    K = check_model(model, x, name='x')
+    y = check_labels(y, K, 'y', n=len(x))
+    backdoor = _check_backdoor(backdoor, K, tuple(x.shape[1:]), optional=True)
+    batch_size, seed, device = check_int(batch_size, 'batch_size'), check_seed(seed), check_device(device)
     res = {'clean_acc': accuracy(model, x, y, batch_size, device)}
     if backdoor is None: return res
     mp = backdoor.mapping
@@ -274,8 +348,11 @@ class PoisonedData:
     def __init__(self, data, # an `ImageData` (x, y, classes)
                  backdoor:Backdoor, rate:float=0.1, # share of the whole training set poisoned, in (0, 1]
                  seed:int=0, cover_rate:Optional[float]=None): # source-specific: share of cover images (default: rate)
-        if not (isinstance(rate, (int, float)) and 0 < rate <= 1): raise ValueError(f"rate must be in (0, 1], got {rate!r}")
-        backdoor.mapping.check(len(data.classes))
+        if not (all(hasattr(data, a) for a in ('x', 'y', 'classes')) and isinstance(data.x, Tensor) and isinstance(data.y, Tensor)):
+            raise BadInput(f"data must be an ImageData (images x, labels y, classes), got {type(data).__name__}")
+        rate, seed = check_real(rate, 'rate', 0, 1, lo_open=True), check_seed(seed)
+        if cover_rate is not None: cover_rate = check_real(cover_rate, 'cover_rate', 0, 1)
+        _check_backdoor(backdoor, len(data.classes), tuple(data.x.shape[1:]))
         self.data, self.backdoor, self.rate, self.seed = data, backdoor, rate, seed
         g = torch.Generator().manual_seed(seed)
         y = data.y
@@ -320,6 +397,9 @@ def min_norm_weights(G:Tensor, # Gram matrix `(k, k)` of k gradients, `G[i, j] =
                     )->Tensor:
     "The weights `a` on the simplex that minimize `|sum_i a_i g_i|^2 = a' G a`, exactly (k is small: one per loss)."
     from itertools import combinations
+    if not isinstance(G, Tensor) or G.ndim != 2 or G.shape[0] != G.shape[1] or len(G) == 0 or not G.is_floating_point():
+        raise BadInput(f"G must be a square floating Gram matrix (k, k), got {getattr(G, 'shape', type(G).__name__)}")
+    if not torch.isfinite(G).all(): raise ValueError("G contains NaN or infinite values (are the losses' gradients finite?)")
     G, k = G.double(), len(G)
     best, best_v = None, math.inf
     for S in (list(S) for r in range(1, k + 1) for S in combinations(range(k), r)):  # every face of the simplex
@@ -347,9 +427,11 @@ def adaptive_loss(backdoor:Backdoor, sigma:float=0.25, # std of the Gaussian noi
                   denoiser:Optional[Callable]=None, # T; identity when None
                  )->Callable:
     "SmoothInv eq. 7 as a `loss_fn(model, x, y)` for `models.train`; `loss_fn.weights` records the weights per batch."
-    if sigma <= 0: raise ValueError(f"sigma must be > 0, got {sigma}")
-    if not (alphas == 'mgda' if isinstance(alphas, str) else len(alphas) == 3 and all(a >= 0 for a in alphas)):
-        raise ValueError(f"alphas must be 'mgda' or three weights >= 0, got {alphas!r}")
+    if not isinstance(backdoor, Backdoor): raise BadInput(f"backdoor must be a Backdoor, got {type(backdoor).__name__}")
+    sigma, denoiser = check_real(sigma, 'sigma', 0, lo_open=True), check_callable(denoiser, 'denoiser')
+    ok = alphas == 'mgda' if isinstance(alphas, str) else (isinstance(alphas, (list, tuple)) and len(alphas) == 3 and all(
+        not isinstance(a, bool) and isinstance(a, (int, float, np.number)) and math.isfinite(a) and a >= 0 for a in alphas) and sum(alphas) > 0)
+    if not ok: raise ValueError(f"alphas must be 'mgda' or three weights >= 0 (finite, not all 0), got {alphas!r}")
     T = denoiser or (lambda z: z)
     def loss_fn(model, x, y):
         losses = [F.cross_entropy(model(x), y)]
@@ -366,7 +448,29 @@ def adaptive_loss(backdoor:Backdoor, sigma:float=0.25, # std of the Gaussian noi
 # %% ../nbs/10_attacks.ipynb #eadd9ce5
 def channel_stats(x:Tensor)->tuple:
     "Per-channel mean and std of images `(N, C, H, W)`, for a model's `Normalize` layer."
-    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).clamp_min(1e-3).tolist()
+    check_images(x, 'x')
+    return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).nan_to_num(1.).clamp_min(1e-3).tolist()
+
+def _check_splits(data, name:str='data'):
+    "`(train, test)` of a `Splits` (anything with `train` and `test` image sets of the same classes)."
+    from backdoor_nb.data import ImageData
+    if not (isinstance(getattr(data, 'train', None), ImageData) and isinstance(getattr(data, 'test', None), ImageData)):
+        raise BadInput(f"{name} must be a Splits (train and test ImageData), e.g. load_data('digits'); got {type(data).__name__}")
+    return data.train, data.test
+
+_ADAPTIVE = ('sigma', 'alphas', 'denoiser')
+
+def _train_args(arch, rate, epochs, lr, batch_size, augment, adaptive, amp, seed, device, progress)->dict:
+    "The training settings of `train_backdoored`, validated (shared with `model_zoo`, which checks them before any work)."
+    if not isinstance(arch, str) or arch not in ARCHS: raise ValueError(f"arch={arch!r} is not a known architecture (known: {', '.join(ARCHS)})")
+    if adaptive is not None:
+        if not isinstance(adaptive, dict): raise BadInput(f"adaptive must be a dict of adaptive_loss arguments ({', '.join(_ADAPTIVE)}) or None, got {adaptive!r}")
+        bad = [k for k in adaptive if k not in _ADAPTIVE]
+        if bad: raise BadInput(f"adaptive: {', '.join(map(repr, bad))} not an argument of adaptive_loss ({', '.join(_ADAPTIVE)})")
+    return dict(arch=arch, rate=check_real(rate, 'rate', 0, 1, lo_open=True), epochs=check_int(epochs, 'epochs'),
+                lr=check_real(lr, 'lr', 0, lo_open=True), batch_size=check_int(batch_size, 'batch_size'),
+                augment=check_callable(augment, 'augment'), adaptive=adaptive, amp=check_bool(amp, 'amp'), seed=check_seed(seed),
+                device=check_device(device), progress=check_bool(progress, 'progress'))
 
 def train_backdoored(data, # `Splits` with train / test `ImageData`
                      backdoor:Optional[Backdoor], # None trains a clean model
@@ -374,18 +478,22 @@ def train_backdoored(data, # `Splits` with train / test `ImageData`
                      epochs:int=10, lr:float=0.05, batch_size:int=128,
                      augment:Optional[Callable]=None, adaptive:Optional[dict]=None, # kwargs of `adaptive_loss` to use eq. 7
                      amp:bool=True, seed:int=0, device=None, progress:bool=True, **arch_kwargs)->tuple:
-    "Train a (backdoored) model; returns `(model, metrics, history)` with metrics on the test split."
-    tr, te = data.train, data.test
+    """Train a (backdoored) model; returns `(model, metrics, history)` with metrics on the test split.
+    Seeded locally (the global RNGs are left as they were); Ctrl-C returns the model of the last finished epoch with
+    `history.interrupted` set."""
+    tr, te = _check_splits(data)
+    a = _train_args(arch, rate, epochs, lr, batch_size, augment, adaptive, amp, seed, device, progress)
+    backdoor = _check_backdoor(backdoor, len(tr.classes), tuple(tr.x.shape[1:]), optional=True)
+    if adaptive is not None and backdoor is None: raise ValueError("adaptive needs a backdoor (the adaptive loss trains one in)")
     mean, std = channel_stats(tr.x)
-    model = build_model(arch, seed=seed, n_classes=len(tr.classes), in_ch=tr.x.shape[1], mean=mean, std=std, **arch_kwargs)
+    model = build_model(arch, seed=a['seed'], n_classes=len(tr.classes), in_ch=tr.x.shape[1], mean=mean, std=std, **arch_kwargs).to(a['device'])
     train_set, loss_fn = tr, cross_entropy_loss
-    if backdoor is not None and adaptive is None: train_set = PoisonedData(tr, backdoor, rate, seed)
-    if backdoor is not None and adaptive is not None:
-        backdoor.mapping.check(len(tr.classes)); loss_fn = adaptive_loss(backdoor, **adaptive)
+    if backdoor is not None and adaptive is None: train_set = PoisonedData(tr, backdoor, a['rate'], a['seed'])
+    if backdoor is not None and adaptive is not None: loss_fn = adaptive_loss(backdoor, **adaptive)
     t0 = time.time()
-    hist = train(model, train_set, epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, loss_fn=loss_fn,
-                 amp=amp, seed=seed, device=device, progress=progress)
-    metrics = evaluate_backdoor(model, te.x, te.y, backdoor, device=device)
+    hist = train(model, train_set, epochs=a['epochs'], lr=a['lr'], batch_size=a['batch_size'], augment=a['augment'], loss_fn=loss_fn,
+                 amp=a['amp'], seed=a['seed'], device=a['device'], progress=a['progress'])
+    metrics = evaluate_backdoor(model, te.x, te.y, backdoor, device=a['device'])
     metrics['train_seconds'] = time.time() - t0
     return model, metrics, hist
 
@@ -399,6 +507,12 @@ class Recipe:
     rate:float=0.1
     adaptive:Optional[dict]=None
     description:str=''
+
+    def __post_init__(self):
+        check_callable(self.build, 'build', optional=False)
+        self.rate = check_real(self.rate, 'rate', 0, 1, lo_open=True)
+        if self.adaptive is not None and not isinstance(self.adaptive, dict): raise BadInput(f"adaptive must be a dict or None, got {self.adaptive!r}")
+        if not isinstance(self.description, str): raise BadInput(f"description must be a str, got {self.description!r}")
 
 RECIPES = {
     'clean': Recipe(lambda s, k: None, description='no backdoor'),
@@ -460,6 +574,7 @@ ZOO_VERSION = 1
 
 # %% ../nbs/10_attacks.ipynb #cab380b8
 _MAPPINGS = {c.__name__: c for c in (AllToOne, AllToAll, SourceSpecific)}
+_BACKDOOR_KEYS = ('mapping', 'random_loc', 'trigger_name', 'target')
 
 def backdoor_to_json(bd:Optional[Backdoor])->Optional[dict]:
     "The JSON part of a backdoor's ground truth (the trigger's tensors go to `Trigger.state_dict`)."
@@ -467,12 +582,64 @@ def backdoor_to_json(bd:Optional[Backdoor])->Optional[dict]:
     return {'mapping': {'kind': type(bd.mapping).__name__, **asdict(bd.mapping)}, 'random_loc': bd.random_loc,
             'trigger_name': bd.trigger.name, 'target': bd.target}
 
-def backdoor_from_json(d:Optional[dict], tensors:dict)->Optional[Backdoor]:
-    "Rebuild a `Backdoor` from `backdoor_to_json` output and the saved trigger tensors."
+def _backdoor_json(d, n_classes:Optional[int], where:str)->tuple:
+    "Validate the JSON part of a backdoor: `(mapping, random_loc, trigger_name)`, or an error naming the field."
+    if not isinstance(d, dict): raise ValueError(f"{where} must be a JSON object or null, got {d!r}")
+    extra = [k for k in d if k not in _BACKDOOR_KEYS]
+    if extra: raise ValueError(f"{where}: unexpected key(s) {', '.join(map(repr, extra))} (known: {', '.join(_BACKDOOR_KEYS)})")
+    mp = d.get('mapping')
+    if not isinstance(mp, dict): raise ValueError(f"{where}: mapping must be a JSON object with a 'kind', got {mp!r}")
+    kind = mp.get('kind')
+    if kind not in _MAPPINGS: raise ValueError(f"{where}: unknown mapping kind {kind!r} in checkpoint (known: {', '.join(_MAPPINGS)})")
+    fields = {f.name for f in dataclasses.fields(_MAPPINGS[kind])}
+    args = {k: v for k, v in mp.items() if k != 'kind'}
+    bad = [k for k in args if k not in fields]
+    if bad: raise ValueError(f"{where}: mapping {kind} has unexpected field(s) {', '.join(map(repr, bad))} (fields: {', '.join(fields)})")
+    try: mapping = _MAPPINGS[kind](**args)
+    except (ValueError, TypeError) as e: raise ValueError(f"{where}: mapping: {e}") from None
+    if n_classes is not None:
+        try: mapping.check(n_classes)
+        except ValueError as e: raise ValueError(f"{where}: {e}") from None
+    if 'target' in d and d['target'] != getattr(mapping, 'target', None):
+        raise ValueError(f"{where}: target={d['target']!r} does not match the mapping's target {getattr(mapping, 'target', None)!r}")
+    random_loc = check_bool(d.get('random_loc', False), f"{where}: random_loc")
+    name = d.get('trigger_name', '')
+    if not isinstance(name, str): raise ValueError(f"{where}: trigger_name must be a string, got {name!r}")
+    return mapping, random_loc, name
+
+def backdoor_from_json(d:Optional[dict], # `backdoor_to_json` output (untrusted: validated)
+                       tensors:dict, # the saved trigger tensors (`Trigger.state_dict`)
+                       n_classes:Optional[int]=None, # when given, the mapping's labels must be in `[0, n_classes)`
+                      )->Optional[Backdoor]:
+    "Rebuild a `Backdoor` from `backdoor_to_json` output and the saved trigger tensors, validating both."
     if d is None: return None
-    mp = dict(d['mapping']); kind = mp.pop('kind')
-    if kind not in _MAPPINGS: raise ValueError(f"unknown mapping kind {kind!r} in checkpoint")
-    return Backdoor(Trigger.from_state_dict(tensors, name=d.get('trigger_name', '')), _MAPPINGS[kind](**mp), d.get('random_loc', False))
+    mapping, random_loc, name = _backdoor_json(d, n_classes, 'backdoor')
+    if not isinstance(tensors, dict) or not any(k.startswith('trigger.') for k in tensors):
+        raise ValueError("backdoor: the checkpoint holds no trigger tensors (trigger.mask / trigger.pattern / trigger.delta)")
+    try: trig = Trigger.from_state_dict(tensors, name=name)
+    except (ValueError, TypeError, KeyError) as e: raise ValueError(f"backdoor: the saved trigger is not valid ({e})") from None
+    try: return Backdoor(trig, mapping, random_loc)
+    except (ValueError, TypeError) as e: raise ValueError(f"backdoor: {e}") from None
+
+def _number(v)->bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def check_zoo_meta(meta:dict, # a zoo checkpoint's `meta` (untrusted: from its sidecar)
+                   n_classes:Optional[int]=None, # the model's class count: the backdoor's labels must be below it
+                   where:str='meta', # what to call it in error messages
+                  )->dict:
+    "Validate the ground truth a zoo sidecar carries: `name` and `dataset` strings, `metrics` finite numbers, `backdoor` a valid mapping."
+    if not isinstance(meta, dict): raise ValueError(f"{where} must be a JSON object, got {type(meta).__name__}")
+    for k in ('name', 'dataset'):
+        if k in meta and not isinstance(meta[k], str): raise ValueError(f"{where}: {k} must be a string, got {meta[k]!r}")
+    m = meta.get('metrics', {})
+    if not isinstance(m, dict): raise ValueError(f"{where}: metrics must be a JSON object of numbers, got {m!r}")
+    for k, v in m.items():
+        if k == 'asr_per_source':
+            ok = isinstance(v, dict) and all(str(s).lstrip('-').isdigit() and _number(a) for s, a in v.items())
+        else: ok = _number(v)
+        if not ok: raise ValueError(f"{where}: metrics[{k!r}] must be a finite number{' per source class' if k == 'asr_per_source' else ''}, got {v!r}")
+    if meta.get('backdoor') is not None: _backdoor_json(meta['backdoor'], n_classes, f"{where}: backdoor")
+    return meta
 
 @dataclass
 class ZooModel:
@@ -486,21 +653,41 @@ class ZooModel:
 
 def save_zoo_model(zm:ZooModel, path, classes=None, input_shape=None)->Path:
     "Save a zoo model: weights + trigger tensors in safetensors, ground truth and metrics in the sidecar."
+    if not isinstance(zm, ZooModel): raise BadInput(f"zm must be a ZooModel, got {type(zm).__name__}")
     meta = {'name': zm.name, 'dataset': zm.dataset, 'backdoor': backdoor_to_json(zm.backdoor), 'metrics': zm.metrics, **zm.meta}
+    check_zoo_meta(json.loads(json.dumps(meta)), None, 'meta')
     return save_model(zm.model, path, classes, input_shape, meta=meta, tensors=zm.backdoor.trigger.state_dict() if zm.backdoor else None)
 
+def _n_classes(model, ck)->int:
+    "The class count of a loaded checkpoint's model: one probe forward when the input shape is known, else the sidecar's names."
+    if ck.input_shape is not None: return check_model(model, input_shape=ck.input_shape, name='input_shape')
+    if ck.classes is not None: return len(ck.classes)
+    return ck.arch_kwargs.get('n_classes') if isinstance(ck.arch_kwargs.get('n_classes'), int) else None
+
 def load_zoo_model(path, device=None)->ZooModel:
-    "Load a model saved by `save_zoo_model` (never unpickles)."
+    "Load a model saved by `save_zoo_model` (never unpickles; sidecar, weights and ground truth validated)."
     model, ck = load_model(path, device=device)
-    meta = dict(ck.meta)
-    name, ds, bdj, metrics = meta.pop('name', ''), meta.pop('dataset', ''), meta.pop('backdoor', None), meta.pop('metrics', {})
+    meta = dict(check_zoo_meta(ck.meta, _n_classes(model, ck), f"path={str(path)!r}: sidecar meta"))
+    name, ds, bdj, metrics = meta.pop('name', ''), meta.pop('dataset', ''), meta.pop('backdoor', None), dict(meta.pop('metrics', {}))
     if 'asr_per_source' in metrics: metrics['asr_per_source'] = {int(k): v for k, v in metrics['asr_per_source'].items()}  # JSON keys are str
-    return ZooModel(name, ds, model, backdoor_from_json(bdj, ck.tensors), metrics, {**meta, 'classes': ck.classes}, ck.path)
+    try: bd = backdoor_from_json(bdj, ck.tensors, _n_classes(model, ck))
+    except ValueError as e: raise ValueError(f"path={str(path)!r}: sidecar meta: {e}") from None
+    return ZooModel(name, ds, model, bd, metrics, {**meta, 'classes': ck.classes}, ck.path)
 
 # %% ../nbs/10_attacks.ipynb #4dcc7293
 def default_cache()->Path:
     "Zoo cache folder: `$BACKDOOR_NB_CACHE` or `~/.cache/backdoor_nb/zoo`."
     return Path(os.environ.get('BACKDOOR_NB_CACHE', Path.home() / '.cache' / 'backdoor_nb' / 'zoo'))
+
+def cache_path(name:str, # a plain file name (user-given: no folder part, no '..')
+               cache_dir=None, # the cache folder (default `default_cache()`)
+              )->Path:
+    "`cache_dir / name` for a user-given `name`, refusing anything that would leave the cache folder (path traversal)."
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)): raise BadInput(f"cache_dir must be a folder path or None, got {cache_dir!r}")
+    if not isinstance(name, str) or not name.strip(): raise BadInput(f"name must be a non-empty str (a file name in the cache), got {name!r}")
+    if name in ('.', '..') or any(c in name for c in '/\\\0') or Path(name).is_absolute():
+        raise ValueError(f"name={name!r} must be a plain file name: no folder part, no '..', no NUL (it names a file in the cache folder)")
+    return (Path(cache_dir) if cache_dir is not None else default_cache()) / name
 
 def _key(dataset, name, seed, cfg, recipe):
     blob = json.dumps({'v': ZOO_VERSION, 'cfg': {k: (v.__name__ if callable(v) else v) for k, v in cfg.items()},
@@ -512,25 +699,41 @@ def model_zoo(dataset:str='digits', # a key of `DATASETS`
               seed:int=0, data=None, # `Splits` to use instead of loading `DATASETS[dataset]['source']`
               cache_dir=None, # default `default_cache()`
               retrain:bool=False, device=None, progress:bool=True, **overrides)->dict:
-    "Build (or load from the cache) clean and backdoored models of a dataset; returns `{name: ZooModel}`."
+    """Build (or load from the cache) clean and backdoored models of a dataset; returns `{name: ZooModel}`.
+    Every argument is checked before any work. Ctrl-C: the model being trained is not cached and the interrupt is raised
+    again (the models already built stay cached)."""
     from backdoor_nb.data import load_data
-    if dataset not in DATASETS: raise ValueError(f"dataset={dataset!r} has no zoo settings (known: {', '.join(DATASETS)})")
+    if not isinstance(dataset, str) or dataset not in DATASETS: raise ValueError(f"dataset={dataset!r} has no zoo settings (known: {', '.join(DATASETS)})")
+    if names is not None and (isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple))):
+        raise BadInput(f"names must be a list of recipe names (e.g. ['badnets']) or None, got {names!r}")
     names = list(RECIPES) if names is None else list(names)
     for n in names:
-        if n not in RECIPES: raise ValueError(f"names: {n!r} is not a recipe (known: {', '.join(RECIPES)})")
+        if not isinstance(n, str) or n not in RECIPES: raise ValueError(f"names: {n!r} is not a recipe (known: {', '.join(RECIPES)})")
+    seed, retrain, progress, device = check_seed(seed), check_bool(retrain, 'retrain'), check_bool(progress, 'progress'), check_device(device)
+    if data is not None: _check_splits(data)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)): raise BadInput(f"cache_dir must be a folder path or None, got {cache_dir!r}")
     cfg = {**DATASETS[dataset], **overrides}
     source = cfg.pop('source')
+    if not isinstance(source, (str, os.PathLike)): raise BadInput(f"source must be a load_data source (a name or a path), got {source!r}")
+    tb = ('arch', 'epochs', 'lr', 'batch_size', 'augment', 'amp')
+    arch_ps = list(inspect.signature(ARCHS[cfg['arch']]).parameters) if isinstance(cfg.get('arch'), str) and cfg['arch'] in ARCHS else []
+    bad = [k for k in overrides if k not in tb and k != 'source' and (k not in arch_ps or k in ('n_classes', 'in_ch', 'mean', 'std'))]
+    if bad: raise BadInput(f"{', '.join(map(repr, bad))}: not a setting of the zoo (train_backdoored's {', '.join(tb)}, 'source', or an argument of arch {cfg.get('arch')!r})")
+    _train_args(cfg['arch'], 0.1, cfg.get('epochs', 10), cfg.get('lr', 0.05), cfg.get('batch_size', 128), cfg.get('augment'), None,
+                cfg.get('amp', True), seed, device, progress)
     cache = Path(cache_dir) if cache_dir is not None else default_cache()
+    if cache.exists() and not cache.is_dir(): raise ValueError(f"cache_dir={str(cache)!r} is not a folder")
     out = {}
     for n in names:
         rc = RECIPES[n]
-        path = cache / _key(dataset, n, seed, cfg, rc)
+        path = cache_path(_key(dataset, n, seed, cfg, rc), cache)
         if not retrain and path.with_name(path.name + '.json').exists():
             out[n] = load_zoo_model(path, device); continue
         if data is None: data = load_data(source if source == 'digits' else _shared(source))
         shape = tuple(data.train.x.shape[1:])
         bd = rc.build(shape, len(data.train.classes))
         model, metrics, hist = train_backdoored(data, bd, rate=rc.rate, adaptive=rc.adaptive, seed=seed, device=device, progress=progress, **cfg)
+        if hist.interrupted: raise KeyboardInterrupt(f"model_zoo: interrupted while training {n!r} (not cached)")
         meta = {'recipe': rc.description, 'rate': rc.rate if bd is not None and rc.adaptive is None else 0.0,
                 'adaptive': rc.adaptive, 'seed': seed, 'epochs': cfg.get('epochs'), 'arch': cfg['arch']}
         if bd is not None and rc.adaptive is None:
@@ -555,7 +758,9 @@ class TriggerPreview:
     "Widget: trigger type, size, location and alpha -> stamped sample images with the model's predictions."
     def __init__(self, model:nn.Module, x:Tensor, classes:Optional[Sequence[str]]=None, n:int=8, device=None):
         import ipywidgets as W
-        check_images(x)
+        check_model(model, x, name='x')
+        n = check_int(n, 'n'); device = check_device(device)
+        if classes is not None: classes = check_classes(classes)
         self.model, self.x, self.classes, self.device = model, x[:n], classes, device
         self.kind = W.Dropdown(options=list(PREVIEW_PATCHES), value='square', description='trigger')
         self.size = W.IntSlider(value=3, min=1, max=min(x.shape[-2:]) // 2, description='size')

@@ -173,9 +173,17 @@ def parser()->argparse.ArgumentParser:
     for s in (d, z, s, e): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
     return p
 
+def _one_line(e:BaseException)->str:
+    "An exception's message on one line (a KeyError's repr quotes; a multi-line message is joined)."
+    msg = ' '.join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+    return msg or type(e).__name__
+
 def main(argv=None):
     "Entry point of the `backdoor_nb` command."
     a = parser().parse_args(argv)
     try: a.func(a)
-    except (ValueError, OSError, TypeError, KeyError, ImportError) as e:
-        print(f"backdoor_nb {a.cmd}: error: {e}", file=sys.stderr); sys.exit(2)
+    except KeyboardInterrupt: print(f"backdoor_nb {a.cmd}: interrupted", file=sys.stderr); sys.exit(130)
+    except (ValueError, OSError, TypeError, KeyError, IndexError, ImportError, AttributeError) as e:  # bad input: exit 2
+        print(f"backdoor_nb {a.cmd}: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
+    except Exception as e:  # anything else (RuntimeError, a failed computation): one line, exit 1, no traceback
+        print(f"backdoor_nb {a.cmd}: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr); sys.exit(1)

@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 # %% auto #0
 __all__ = ['FLOAT_DTYPES', 'EXCLUDE', 'SCAN_FORMAT', 'get_device', 'BadInput', 'check_images', 'check_labels', 'check_label',
-           'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'make_config',
-           'set_seed', 'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode', 'frozen', 'inference_copy',
-           'model_device', 'model_on', 'batched_logits', 'predict', 'check_model', 'accuracy', 'resolve_targets',
-           'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'strength_map', 'mask_overlap', 'InversionResult',
-           'register_type', 'LabelScan']
+           'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'check_device',
+           'check_callable', 'make_config', 'set_seed', 'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode',
+           'frozen', 'inference_copy', 'model_device', 'model_on', 'batched_logits', 'predict', 'check_model',
+           'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'strength_map',
+           'mask_overlap', 'InversionResult', 'register_type', 'LabelScan']
 
 # %% ../nbs/00_core.ipynb #cdabbcfe
 def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when available, else CPU
@@ -146,6 +146,30 @@ def check_choice(v, name:str, choices)->str:
     if not isinstance(v, str) or v not in choices: raise ValueError(f"{name}={v!r} is not one of: {', '.join(map(str, choices))}")
     return v
 
+# %% ../nbs/00_core.ipynb #57bcbce0
+def check_device(device, # `None` (CUDA when available), 'cpu', 'cuda', 'cuda:1', ... or a `torch.device`
+                 name:str='device', # argument name used in error messages
+                )->torch.device:
+    "Resolve `device` like `get_device`, refusing what is not a device, and a CUDA device this machine does not have."
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise BadInput(f"{name} must be None, a string like 'cpu' or 'cuda:0', or a torch.device, got {device!r} ({type(device).__name__})")
+    try: dev = get_device(device)
+    except RuntimeError as e: raise BadInput(f"{name}={device!r} is not a device ({' '.join(str(e).split())[:120]})") from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available(): raise ValueError(f"{name}={device!r}: CUDA is not available on this machine (use 'cpu')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+def check_callable(f, # a function (or any callable)
+                   name:str, # argument name used in error messages
+                   optional:bool=True, # `None` is allowed (and returned)
+                  ):
+    "A callable (or `None` when `optional`), or a clear error naming the argument."
+    if f is None and optional: return None
+    if not callable(f) or isinstance(f, type): raise BadInput(f"{name} must be a function{' or None' if optional else ''}, got {f!r}")
+    return f
+
 # %% ../nbs/00_core.ipynb #236ee457
 def make_config(cls, # a config dataclass
                 config=None, # None, an instance of `cls`, or a dict of its fields
@@ -221,7 +245,11 @@ def _part(t, x):
 @patch
 def apply(self:Trigger, x:Tensor # clean images `(N, C, H, W)` in [0, 1]
          )->Tensor:
-    "Stamp the trigger on `x` (differentiable in the trigger's tensors and in `x`)."
+    "Stamp the trigger on `x` (differentiable in the trigger's tensors and in `x`); `x` holds floating images in [0, 1]."
+    if not isinstance(x, Tensor): raise BadInput(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+    if not x.is_floating_point():  # a uint8 image would get 1 (not 255) where the pattern is white
+        raise BadInput(f"x must be floating images in [0, 1], got dtype {x.dtype}: triggers stamp values in [0, 1] "
+                       "(convert uint8 images with x.float() / 255)")
     if x.ndim == 3: return self.apply(x[None])[0]
     if x.ndim != 4: raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
     n, c, h, w = x.shape
@@ -406,13 +434,18 @@ def batched_logits(model:nn.Module, # maps [0, 1] images to logits
                   )->Tensor:
     "Logits of `model` on `x` (optionally triggered), computed batch by batch; returned on the CPU."
     check_images(x); check_int(batch_size, 'batch_size')
+    ch = _first_channels(model)
+    if ch is not None and ch != x.shape[1]: raise ValueError(f"x: the images have {x.shape[1]} channel(s) but the model's first layer expects {ch}")
     dev = get_device(device); model = model_on(model, dev)
     out = []
     with eval_mode(model):
         for s in _batches(len(x), batch_size):
             xb = x[s].to(dev)
             if trigger is not None: xb = (trigger[s] if trigger.batched else trigger).apply(xb)
-            out.append(model(xb).float().cpu())
+            try: out.append(model(xb).float().cpu())
+            except RuntimeError as e:  # a shape error inside the model: say which input did not fit
+                if s.start: raise
+                raise ValueError(f"x: images of shape {tuple(x.shape[1:])} do not fit the model ({' '.join(str(e).split())[:200]})") from None
     return torch.cat(out)
 
 @torch.no_grad()
@@ -460,7 +493,7 @@ def check_model(model:nn.Module, # the classifier
 # %% ../nbs/00_core.ipynb #c9562e17
 def accuracy(model:nn.Module, x:Tensor, y:Tensor, batch_size:int=512, device=None)->float:
     "Clean accuracy of `model` on `(x, y)`."
-    check_images(x); n = batched_logits(model, x[:1], device=device).shape[1]
+    n = check_model(model, x, name='x')
     y = check_labels(y, n, 'y', n=len(x))
     return (predict(model, x, None, batch_size, device) == y).float().mean().item()
 
@@ -485,9 +518,8 @@ def attack_success_rate(model:nn.Module, # the (possibly backdoored) classifier
                         exclude:Optional[str]=None, # a key of `EXCLUDE`; default 'label' with labels, else 'prediction'
                         batch_size:int=512, device=None):
     "Share of triggered images sent to `target` (or misclassified), over the images not already of the target: a float, or one per trigger."
-    check_images(x)
-    dev = get_device(device); model = model_on(model, dev)
-    K = batched_logits(model, x[:1], None, 1, dev).shape[1]
+    dev = check_device(device); model = model_on(model, dev)
+    K = check_model(model, x, name='x')
     if y is not None: y = check_labels(y, K, 'y', n=len(x))
     exclude = check_choice('label' if exclude is None and y is not None else exclude or 'prediction', 'exclude', EXCLUDE)
     if exclude == 'label' and y is None: raise ValueError("exclude='label' needs the true labels y")

@@ -86,6 +86,12 @@ def _bound_A(bm, x, C, ptb, method, model, side='lower'):
     mat = lambda A: None if A is None else (A if isinstance(A, Tensor) else A.to_matrix(x.shape)).reshape(len(x), C.shape[1], *x.shape[1:])
     return SIDES[side](mat(d['lA']), mat(d.get('uA')))
 
+def _rng_kept(f):
+    "`f` run with the global RNGs put back afterwards (auto_LiRPA's tracing and bounds draw from them; the caller's state is kept)."
+    def run(*a, **k):
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []): return f(*a, **k)
+    return run
+
 def crown_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
                    method:str='CROWN', # auto_LiRPA's method: 'CROWN' or 'CROWN-IBP'
                    batch_size:int=1, # images per auto_LiRPA call (full CROWN: 1 is fastest, its cost grows faster than the batch)
@@ -95,7 +101,7 @@ def crown_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
     if method == 'CROWN-IBP' and norm != INF: raise ValueError("grad='crown-ibp' needs norm=inf (interval bounds)")
     check_choice(side, 'side', SIDES)
     model = _private(model, device)
-    bm = bound_model(model, x_example, device)
+    bm = _rng_kept(bound_model)(model, x_example, device)
     K = bm[bm.output_name[0]].output_shape[-1]
     lirpa = load_lirpa()
     def grad(xp, targets, rho, w):
@@ -103,7 +109,7 @@ def crown_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
         A = torch.cat([_bound_A(bm, xp[s:s + batch_size], margin_matrix(t[s:s + batch_size], K).to(xp),
                                 lirpa.PerturbationLpNorm(norm=norm, eps=rho), method, model, side) for s in range(0, len(xp), batch_size)])
         return _combine(w, A)
-    return grad
+    return _rng_kept(grad)
 
 # %% ../nbs/30_crown_restore.ipynb #a72bd32b
 def split_model(model:nn.Module)->tuple:
@@ -129,9 +135,9 @@ def tail_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
     x1 = x_example[:1].to(dev)
     with torch.no_grad(): h1 = head(x1); same = torch.allclose(tail(h1), model(x1), atol=1e-4, rtol=1e-4)
     if not same: raise ValueError("split: tail(head(x)) != model(x)")
-    bh = bound_model(head, x_example, dev)
+    bh = _rng_kept(bound_model)(head, x_example, dev)
     try:
-        with lirpa_log_level(50): bt = lirpa.BoundedModule(tail, h1, device=dev)
+        with lirpa_log_level(50): bt = _rng_kept(lirpa.BoundedModule)(tail, h1, device=dev)
     except Exception as e: raise unsupported_error(tail, h1, e) from e
     bt.eval()
     K = bt[bt.output_name[0]].output_shape[-1]
@@ -147,7 +153,7 @@ def tail_gradient(model:nn.Module, x_example:Tensor, device, norm:float=INF,
             A = _bound_A(bt, h.detach(), margin_matrix(targets.cpu(), K).to(xp), lirpa.PerturbationLpNorm(norm=INF, x_L=lo, x_U=hi), 'CROWN', tail, side)
             g, = torch.autograd.grad(h, xg, grad_outputs=_combine(w, A))
         return g
-    return grad
+    return _rng_kept(grad)
 
 # %% ../nbs/30_crown_restore.ipynb #3c266074
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from .core import check_images, check_labels, get_device, show_images
+from .core import BadInput, check_images, check_labels, check_int, check_seed, check_bool, check_real, check_device, get_device, show_images
 
 # %% auto #0
 __all__ = ['NPZ_KEYS', 'GTSRB_CLASSES', 'DATASETS', 'IMG_EXTENSIONS', 'SHARED_FILES', 'ImageData', 'Splits', 'default_root',
@@ -41,8 +41,8 @@ class ImageData:
         if not self.classes: raise ValueError("classes is empty: give one name per class")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes has duplicate names: {sorted({c for c in self.classes if self.classes.count(c) > 1})}")
-        check_labels(self.y, n_classes=len(self.classes), name='y', n=len(self.x))
-        self.y = self.y.long()
+        self.y = check_labels(self.y, n_classes=len(self.classes), name='y', n=len(self.x))
+        if not isinstance(self.name, str): raise BadInput(f"name must be a str, got {self.name!r}")
 
     def __len__(self): return len(self.y)
     @property
@@ -63,17 +63,25 @@ def _is_scalar_index(i)->bool:
     return isinstance(i, (int, np.integer)) or (isinstance(i, (Tensor, np.ndarray)) and i.ndim == 0 and i.dtype not in (torch.bool, np.bool_))
 
 def _as_index(i):
+    "An index tensor (int64 or bool) or a slice; floats, strings and None are refused."
     if isinstance(i, slice): return i
-    t = torch.as_tensor(np.asarray(i) if isinstance(i, (list, tuple)) else i)
+    try: t = torch.as_tensor(np.asarray(i) if isinstance(i, (list, tuple)) else i)
+    except (TypeError, ValueError, RuntimeError): t = None
+    if t is None or t.is_floating_point() or t.is_complex() or t.ndim > 1 or i is None:
+        raise IndexError(f"index must be an int, a slice, a 1-D integer index or a boolean mask, got {i!r}")
     return t if t.dtype == torch.bool else t.long()
 
 @patch
 def __getitem__(self:ImageData, i):
     "`(x[i], y[i])` for an integer `i`; a subset `ImageData` for a slice, list, index tensor or boolean mask."
-    if _is_scalar_index(i): return self.x[int(i)], self.y[int(i)]
+    if _is_scalar_index(i):
+        if not -len(self) <= int(i) < len(self): raise IndexError(f"index {int(i)} is out of bounds for {len(self)} images")
+        return self.x[int(i)], self.y[int(i)]
     idx = _as_index(i)
+    if isinstance(idx, Tensor) and idx.dtype != torch.bool and len(idx) and (idx.min() < -len(self) or idx.max() >= len(self)):
+        raise IndexError(f"index holds values out of bounds for {len(self)} images (in [{idx.min().item()}, {idx.max().item()}])")
     if isinstance(idx, Tensor) and idx.dtype == torch.bool and idx.shape != (len(self),):
-        raise IndexError(f"boolean mask has shape {tuple(idx.shape)}, expected ({len(self)},)")
+        raise IndexError(f"index: boolean mask has shape {tuple(idx.shape)}, expected ({len(self)},)")
     x = self.x[idx]
     if len(x) == 0: raise IndexError(f"index {i!r} selects no images of {self!r}")
     return ImageData(x, self.y[idx], self.classes, self.name)
@@ -89,12 +97,14 @@ def __getitems__(self:ImageData, idx)->tuple:
     return self.get_batch(torch.as_tensor(idx, dtype=torch.long))
 
 # %% ../nbs/01_data.ipynb #1b517608
-def _perm(n, seed): return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+def _perm(n, seed): return torch.randperm(n, generator=torch.Generator().manual_seed(check_seed(seed)))
 
 def _check_count(v, what, lo=1, hi=None):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool): raise TypeError(f"{what} must be an int, got {v!r}")
+    "An int (Python, NumPy or torch; not a bool) in `[lo, hi]`, or an error naming `what`."
+    try: v = check_int(v, what, lo=None)
+    except BadInput: raise BadInput(f"{what} must be an int, got {v!r} ({type(v).__name__})") from None
     if v < lo or (hi is not None and v > hi): raise ValueError(f"{what}={v} must be >= {lo}" + ('' if hi is None else f" and <= {hi}"))
-    return int(v)
+    return v
 
 @patch
 def shuffle(self:ImageData, seed:int=0)->ImageData:
@@ -106,15 +116,16 @@ def take(self:ImageData,
          n:int, # how many images, at most `len(self)`
          seed:int=0)->ImageData:
     "A random subset of `n` images (without replacement)."
-    if isinstance(n, (int, np.integer)) and n > len(self): raise ValueError(f"take: n={n} is more than the {len(self)} images in {self!r}")
-    return self[_perm(len(self), seed)[:_check_count(n, 'n')]]
+    n = _check_count(n, 'n')
+    if n > len(self): raise ValueError(f"take: n={n} is more than the {len(self)} images in {self!r}")
+    return self[_perm(len(self), seed)[:n]]
 
 @patch
 def per_class(self:ImageData,
               k:int, # images of every class
               seed:int=0)->ImageData:
     "`k` random images of every class, grouped by class (class 0 first)."
-    k = _check_count(k, 'k'); g = torch.Generator().manual_seed(int(seed)); idx = []
+    k = _check_count(k, 'k'); g = torch.Generator().manual_seed(check_seed(seed)); idx = []
     for c, cname in enumerate(self.classes):
         rows = (self.y == c).nonzero().flatten().cpu()
         if len(rows) < k: raise ValueError(f"per_class: class {c} ({cname!r}) has only {len(rows)} images in {self!r}, fewer than k={k}")
@@ -126,9 +137,10 @@ def split(self:ImageData,
           n_or_frac:Union[int,float], # size of the first part: an int count, or a float fraction in (0, 1)
           seed:int=0)->tuple:
     "Random split into two disjoint parts `(a, b)`; `a` has `n_or_frac` images (or that fraction of them)."
-    if isinstance(n_or_frac, float):
-        if not 0 < n_or_frac < 1: raise ValueError(f"split: n_or_frac={n_or_frac} as a fraction must be in (0, 1)")
-        n = round(n_or_frac * len(self))
+    if isinstance(n_or_frac, (float, np.floating)) or (isinstance(n_or_frac, Tensor) and n_or_frac.is_floating_point()):
+        f = float(n_or_frac)
+        if not 0 < f < 1: raise ValueError(f"split: n_or_frac={n_or_frac} as a fraction must be in (0, 1)")
+        n = round(f * len(self))
     else: n = _check_count(n_or_frac, 'n_or_frac', 0)
     if not 0 < n < len(self): raise ValueError(f"split: n_or_frac={n_or_frac} gives parts of {n} and {len(self) - n} images; both must be non-empty")
     p = _perm(len(self), seed)
@@ -140,13 +152,19 @@ def where(self:ImageData,
          )->ImageData:
     "The images selected by a boolean mask or belonging to the given classes (in their original order)."
     if isinstance(keep, Tensor) and keep.dtype == torch.bool: return self[keep]
-    ks = [keep] if isinstance(keep, (str, int, np.integer)) else list(keep)
+    if isinstance(keep, (bool, np.bool_)) or keep is None: raise BadInput(f"keep must be a boolean mask or class indices/names, got {keep!r}")
+    ks = [keep] if isinstance(keep, (str, int, np.integer)) else list(keep) if isinstance(keep, (list, tuple, Tensor, np.ndarray)) else None
+    if ks is None: raise BadInput(f"keep must be a boolean mask or class indices/names, got {type(keep).__name__}")
+    if not ks: raise ValueError(f"keep is empty: give class indices or names (where: no images of classes [] in {self!r})")
     ids = []
     for k in ks:
         if isinstance(k, str):
             if k not in self.classes: raise ValueError(f"where: class {k!r} is not one of {self.classes}")
             ids.append(self.classes.index(k))
-        else: ids.append(check_labels(torch.tensor([int(k)]), self.n_classes, name='where: class index').item())
+        else:
+            try: k = check_int(k, 'keep', lo=None)
+            except BadInput: raise BadInput(f"keep must hold class indices (ints) or names, got {k!r}") from None
+            ids.append(check_labels(torch.tensor([k]), self.n_classes, name='where: class index').item())
     mask = torch.isin(self.y, torch.tensor(ids, device=self.y.device))
     if not mask.any(): raise ValueError(f"where: no images of classes {ks} in {self!r}")
     return self[mask]
@@ -163,15 +181,16 @@ def loader(self:ImageData,
            **kwargs, # passed to `DataLoader`
           )->DataLoader:
     "A `DataLoader` of `(x, y)` batches over this set."
-    _check_count(batch_size, 'batch_size')
+    batch_size = _check_count(batch_size, 'batch_size')
+    shuffle, drop_last = check_bool(shuffle, 'shuffle'), check_bool(drop_last, 'drop_last')
     return DataLoader(self, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_identity,
-                      generator=torch.Generator().manual_seed(int(seed)), **kwargs)
+                      generator=torch.Generator().manual_seed(check_seed(seed)), **kwargs)
 
 @patch
 def to(self:ImageData, device=None # `None`: CUDA when available
       )->ImageData:
     "A copy with images and labels on `device`."
-    dev = get_device(device)
+    dev = check_device(device)
     return ImageData(self.x.to(dev), self.y.to(dev), self.classes, self.name)
 
 @patch
@@ -182,8 +201,8 @@ def show(self:ImageData,
          **kwargs, # passed to `core.show_images`
         ):
     "Grid of images titled with their class names; returns the figure."
-    n = min(_check_count(n, 'n'), len(self))
-    sub = self[:n] if seed is None else self.take(n, seed)
+    n, ncols = min(_check_count(n, 'n'), len(self)), _check_count(ncols, 'ncols')
+    sub = self[:n] if seed is None else self.take(n, check_seed(seed))
     return show_images(sub.x, titles=[self.classes[int(c)] for c in sub.y], ncols=ncols,
                        suptitle=kwargs.pop('suptitle', self.name or None), **kwargs)
 
@@ -382,7 +401,7 @@ def _read_folder(d:Path, size:Optional[tuple], test_frac:float, seed:int)->dict:
         _, te = _class_files(d / 'test', classes)
         if not te: raise ValueError(f"source: {d / 'test'} holds no class folders")
     else:
-        if not (isinstance(test_frac, float) and 0 < test_frac < 1): raise ValueError(f"test_frac must be a float in (0, 1), got {test_frac!r}")
+        if not (isinstance(test_frac, float) and 0 < test_frac < 1): raise ValueError(f"test_frac must be a float in (0, 1), got {test_frac!r}")  # (load_data checks it first)
         classes, items = _class_files(d)
         g = torch.Generator().manual_seed(int(seed)); labels = np.array([l for _, l in items]); tr, te = [], []
         for c in range(len(classes)):
@@ -404,6 +423,14 @@ def load_data(source:Union[str,os.PathLike], # a `DATASETS` name, an `.npz` path
               name:Optional[str]=None, # name of the result (default: the data set name or the file/folder name)
              )->Splits:
     "Load a train/test pair of image sets from a registry name, an `.npz` file or an image folder."
+    if isinstance(source, str) and not source.strip():
+        raise ValueError(f"source={source!r} is empty: give a data set name ({', '.join(DATASETS)}), an .npz path or an image folder "
+                         "(use '.' for the current folder)")
+    if root is not None and not isinstance(root, (str, os.PathLike)): raise BadInput(f"root must be a folder path or None, got {root!r}")
+    if name is not None and not isinstance(name, str): raise BadInput(f"name must be a str or None, got {name!r}")
+    download, seed = check_bool(download, 'download'), check_seed(seed)
+    try: test_frac = check_real(test_frac, 'test_frac', 0, 1, lo_open=True, hi_open=True)
+    except ValueError: raise BadInput(f"test_frac must be a float in (0, 1), got {test_frac!r}") from None
     size = _to_size(size)
     if isinstance(source, str) and source.lower().replace('_', '-') in DATASETS:
         key = source.lower().replace('_', '-')
@@ -432,6 +459,8 @@ def shared_data(name:str, # a key of `SHARED_FILES` ('mnist', 'cifar10', 'gtsrb'
                )->Path:
     "Path of a shared real-data `.npz`: looked up in `$BACKDOOR_NB_DATA`, then `shared/data` in the cwd and its parents, then beside the package."
     if not isinstance(name, str) or not name: raise TypeError(f"name must be a data set name like 'cifar10', got {name!r}")
+    if name in ('.', '..') or any(c in name for c in '/\\\0') or Path(name).is_absolute():
+        raise ValueError(f"name={name!r} must be a plain file name in the shared folder (no folder part, no '..')")
     fname = SHARED_FILES.get(name.lower(), name if name.endswith('.npz') else f"{name}.npz")
     dirs = _shared_dirs()
     for d in dirs:
@@ -447,7 +476,8 @@ def random_crop_flip(x:Tensor, # a batch `(N, C, H, W)`
                     )->Tensor:
     "Random shift (pad + crop) and horizontal flip of every image in a batch, vectorized."
     if not isinstance(x, Tensor) or x.ndim != 4: raise ValueError(f"x must be a batch tensor (N, C, H, W), got {getattr(x, 'shape', type(x).__name__)}")
-    _check_count(pad, 'pad', 0)
+    pad, flip = _check_count(pad, 'pad', 0), check_bool(flip, 'flip')
+    if generator is not None and not isinstance(generator, torch.Generator): raise BadInput(f"generator must be a torch.Generator or None, got {generator!r}")
     n, c, h, w = x.shape; dev = x.device
     oy, ox = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(dev)
     rows = oy[:, None] + torch.arange(h, device=dev)

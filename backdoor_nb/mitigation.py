@@ -12,8 +12,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .core import (Trigger, attack_success_rate, as_sampler, get_device, check_images, check_labels, check_label, eval_mode,
-                              batched_logits)
+from .core import (BadInput, Trigger, attack_success_rate, as_sampler, get_device, check_images, check_labels, check_label, check_real,
+                              check_int, check_seed, check_bool, check_choice, check_device, check_callable, check_model,
+                              eval_mode, batched_logits)
 from .layers import (CHANNELWISE, DEFAULT_LAYERS, trace_layers, Layer, resolve_layer, tap, unit_activations,
                                 unit_masks, prune_units, frozen_zeros)
 
@@ -23,18 +24,24 @@ __all__ = ['RepairReport', 'InputFilter', 'nc_filter', 'nc_prune', 'UnlearningDa
 
 # %% ../nbs/50_mitigation.ipynb #edc1fdf0
 def _check_budget(v, name):
-    "A number in [0, 1] (budgets, rates, fractions), or a clear error naming the argument."
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not 0 <= v <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-    return float(v)
+    "A number in [0, 1] (budgets, rates, fractions; NumPy/torch scalars too, not bools), or a clear error naming the argument."
+    try: return check_real(v, name, 0, 1)
+    except ValueError: raise BadInput(f"{name} must be a number in [0, 1], got {v!r}") from None
 
-def _check_clean(model, clean_x, clean_y=None, target=None, device=None)->int:
-    "Validate the clean set (and target) against the model; returns the model's number of classes."
-    check_images(clean_x, 'clean_x')
-    n_classes = batched_logits(model, clean_x[:1], device=device).shape[1]
-    if clean_y is not None: check_labels(clean_y, n_classes, 'clean_y', n=len(clean_x))
+def _check_clean(model, clean_x, clean_y=None, target=None, device=None)->tuple:
+    "Validate the clean set (and target) against the model (channels, H x W: one probe forward); `(n_classes, clean_y as int64)`."
+    n_classes = check_model(model, clean_x, name='clean_x')
+    if clean_y is not None: clean_y = check_labels(clean_y, n_classes, 'clean_y', n=len(clean_x))
     if target is not None: check_label(target, n_classes, 'target')
-    return n_classes
+    check_device(device)
+    return n_classes, clean_y
+
+def _check_train(epochs, lr, batch_size, optimizer, schedule, augment, eval_fn, seed, progress):
+    "The fine-tuning settings, checked before any work (the same rules as `models.train`)."
+    from backdoor_nb.models import OPTIMIZERS, SCHEDULES
+    check_int(epochs, 'epochs'); check_real(lr, 'lr', 0, lo_open=True); check_int(batch_size, 'batch_size')
+    check_choice(optimizer, 'optimizer', OPTIMIZERS); check_choice(schedule, 'schedule', SCHEDULES)
+    check_callable(augment, 'augment'); check_callable(eval_fn, 'eval_fn'); check_seed(seed); check_bool(progress, 'progress')
 
 # %% ../nbs/50_mitigation.ipynb #d4c74fba
 def _metrics(model, x, y, trigger, target, eval_fn, device)->dict:
@@ -46,7 +53,7 @@ def _metrics(model, x, y, trigger, target, eval_fn, device)->dict:
 
 def _sample(triggers, n, seed)->Trigger:
     "`n` triggers from a trigger, a list or a sampler (shared or per-image), drawn with a seeded generator."
-    t = as_sampler(triggers)(n, torch.Generator().manual_seed(seed))
+    t = as_sampler(triggers)(n, torch.Generator().manual_seed(check_seed(seed)))
     if not isinstance(t, Trigger): raise TypeError(f"triggers: the sampler returned a {type(t).__name__}, not a Trigger")
     if t.batched and len(t) not in (1, n): raise ValueError(f"triggers: the sampler returned {len(t)} triggers for {n} images")
     return t
@@ -159,7 +166,7 @@ def nc_filter(model:nn.Module, # the suspect model (not modified)
     t0 = time.time()
     _check_clean(model, clean_x, device=device)
     fpr, top = _check_budget(fpr, 'fpr'), _check_budget(top, 'top')
-    if isinstance(min_units, bool) or not (isinstance(min_units, int) and min_units >= 1): raise ValueError(f"min_units must be an int >= 1, got {min_units!r}")
+    min_units, seed = check_int(min_units, 'min_units', lo=1), check_seed(seed)
     L = resolve_layer(model, clean_x, layer, side, 'last-linear-input', device)
     a_c = unit_activations(model, L, clean_x, device=device)
     a_t = unit_activations(model, L, clean_x, _sample(triggers, len(clean_x), seed), device=device)
@@ -199,8 +206,9 @@ def nc_prune(model:nn.Module, # the backdoored model (not modified; a pruned cop
              seed:int=0, device=None)->tuple:
     "Neural Cleanse's neuron pruning: silence the units most excited by the trigger until the ASR budget is met. Returns `(model, report)`."
     t0 = time.time()
-    _check_clean(model, clean_x, clean_y, target, device)
+    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
     asr_budget, acc_budget = _check_budget(asr_budget, 'asr_budget'), _check_budget(acc_budget, 'acc_budget')
+    full_curve, eval_fn, seed = check_bool(full_curve, 'full_curve'), check_callable(eval_fn, 'eval_fn'), check_seed(seed)
     trig = _sample(triggers, len(clean_x), seed)
     L = resolve_layer(model, clean_x, layer, side, 'last-linear-input', device)
     ks = _grid(L.n_units, step, max_fraction)
@@ -225,8 +233,8 @@ class UnlearningData:
                  triggers, # a `Trigger`, a list, or a sampler
                  frac:float=0.2, # share of images stamped
                  seed:int=0):
-        check_images(x, 'clean_x'); check_labels(y, name='clean_y', n=len(x))
-        frac = _check_budget(frac, 'frac')
+        check_images(x, 'clean_x'); y = check_labels(y, name='clean_y', n=len(x))
+        frac, seed = _check_budget(frac, 'frac'), check_seed(seed)
         self.x, self.y = x, y
         n_t = round(frac * len(y))
         self.stamped = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n_t].sort().values
@@ -256,7 +264,8 @@ def nc_unlearn(model:nn.Module, # the backdoored model (not modified; a fine-tun
     "Neural Cleanse's unlearning: fine-tune with the trigger on `frac` of the clean set and the true labels. Returns `(model, report)`."
     from backdoor_nb.models import train
     t0 = time.time()
-    _check_clean(model, clean_x, clean_y, target, device)
+    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
+    _check_train(epochs, lr, batch_size, optimizer, schedule, augment, eval_fn, seed, progress)
     data = UnlearningData(clean_x, clean_y, triggers, frac, seed)
     trig = _sample(triggers, len(clean_x), seed + 2)
     ev = lambda m: _metrics(m, clean_x, clean_y, trig, target, eval_fn, device)
@@ -289,8 +298,9 @@ def fine_pruning(model:nn.Module, # the backdoored model (not modified)
     "Fine-Pruning (Liu et al. 2018): prune the channels least active on clean data within an accuracy budget, then fine-tune. Returns `(model, report)`."
     from backdoor_nb.models import train
     t0 = time.time()
-    _check_clean(model, clean_x, clean_y, target, device)
+    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
     acc_budget = _check_budget(acc_budget, 'acc_budget')
+    _check_train(epochs, lr, batch_size, 'sgd', schedule, augment, eval_fn, seed, progress)
     trig = _sample(triggers, len(clean_x), seed) if triggers is not None else None
     L = resolve_layer(model, clean_x, layer, side, 'last-conv-output', device)
     ks = _grid(L.n_units, step, max_fraction)
@@ -301,7 +311,7 @@ def fine_pruning(model:nn.Module, # the backdoored model (not modified)
     i = max(j for j, a in enumerate(curve['set_acc']) if curve['set_acc'][0] - a <= acc_budget + 1e-9)
     units = order[:curve['n_pruned'][i]]
     out = prune_units(copy.deepcopy(model), L, units)
-    masks = unit_masks(out, L, units)
+    masks = {p: mk for p, mk in unit_masks(out, L, units).items() if p.requires_grad}  # a frozen layer stays as pruned anyway
     ev = lambda m: _metrics(m, clean_x, clean_y, trig, target, eval_fn, device)
     with frozen_zeros(masks):
         hist = train(out, _TensorData(clean_x, clean_y), epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule,

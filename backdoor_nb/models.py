@@ -4,32 +4,46 @@
 
 # %% ../nbs/02_models.ipynb #536a341e
 from __future__ import annotations
-import json, math, time
+import inspect, json, math, os, random, time, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .core import get_device, set_seed, check_images, check_labels, eval_mode, accuracy
+from .core import (BadInput, get_device, check_images, check_labels, check_real, check_int, check_seed, check_bool,
+                              check_choice, check_device, check_callable, check_model, model_on, eval_mode, accuracy)
 
 # %% auto #0
-__all__ = ['ARCHS', 'OPTIMIZERS', 'SCHEDULES', 'FORMAT', 'Normalize', 'MNISTNet', 'CompactCNN', 'PreActResNet18', 'build_model',
-           'History', 'cross_entropy_loss', 'train', 'save_model', 'Checkpoint', 'load_model']
+__all__ = ['ARCHS', 'OPTIMIZERS', 'SCHEDULES', 'FORMAT', 'SIDECAR_KEYS', 'ARCH_LIMITS', 'Normalize', 'MNISTNet', 'CompactCNN',
+           'PreActResNet18', 'build_model', 'History', 'cross_entropy_loss', 'train', 'check_classes',
+           'check_input_shape', 'save_model', 'check_sidecar', 'check_weights', 'Checkpoint', 'load_model']
 
 # %% ../nbs/02_models.ipynb #68ea604f
+def _floats(v, name:str, positive:bool=False)->list:
+    "A non-empty list of finite numbers (Python, NumPy or torch; not bools) as Python floats, or an error naming `name`."
+    if isinstance(v, Tensor): v = v.detach().cpu().flatten().tolist()
+    elif isinstance(v, np.ndarray): v = v.flatten().tolist()
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
+        raise BadInput(f"{name} must be a list of numbers (one per channel), got {v!r} ({type(v).__name__})")
+    if not v: raise ValueError(f"{name} is empty: give one number per channel")
+    out = [check_real(a, name, lo=0 if positive else None, lo_open=positive) for a in v]
+    if positive and any(np.float32(a) == 0 for a in out): raise ValueError(f"{name} must be > 0 in float32, got {out}")
+    return out
+
 class Normalize(nn.Module):
     "Per-channel `(x - mean) / std`, the first layer of every model, so models take [0, 1] pixels."
-    def __init__(self, mean:Sequence[float], # per-channel mean
-                 std:Sequence[float]): # per-channel standard deviation (> 0)
+    def __init__(self, mean:Sequence[float], # per-channel mean: finite numbers
+                 std:Sequence[float]): # per-channel standard deviation: finite numbers > 0
         super().__init__()
-        mean, std = torch.as_tensor(mean, dtype=torch.float32).flatten(), torch.as_tensor(std, dtype=torch.float32).flatten()
-        if mean.shape != std.shape: raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
-        if (std <= 0).any(): raise ValueError(f"std must be > 0, got {std.tolist()}")
-        self.register_buffer('mean', mean.view(1, -1, 1, 1)); self.register_buffer('std', std.view(1, -1, 1, 1))
+        mean, std = _floats(mean, 'mean'), _floats(std, 'std', positive=True)
+        if len(mean) != len(std): raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1)); self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
     def forward(self, x): return (x - self.mean) / self.std
     def extra_repr(self): return f"mean={[round(v, 4) for v in self.mean.flatten().tolist()]}, std={[round(v, 4) for v in self.std.flatten().tolist()]}"
 
@@ -39,11 +53,20 @@ class _Configured(nn.Module):
     arch:str = ''
     def _remember(self, **kw): self.config = {'arch': self.arch, 'kwargs': kw}
 
+def _check_arch(arch, n_classes, in_ch, mean, std, **sizes):
+    "Validate the common constructor arguments (`sizes`: `{name: (value, smallest allowed)}`), before any layer is built."
+    check_int(n_classes, 'n_classes', lo=2); check_int(in_ch, 'in_ch', lo=1)
+    for k, (v, lo, why) in sizes.items():
+        if check_int(v, k, lo=1) < lo: raise ValueError(f"{k} must be >= {lo} for {arch} ({why}), got {v!r}")
+    for nm, vals in (('mean', _floats(mean, 'mean')), ('std', _floats(std, 'std', positive=True))):
+        if len(vals) != in_ch: raise ValueError(f"{nm} has {len(vals)} value(s) for in_ch={in_ch} channel(s): give one per channel")
+
 class MNISTNet(_Configured):
     "The MNIST CNN of Neural Cleanse: conv5x5(16)-pool-conv5x5(32)-pool-fc512-fc(n_classes)."
     arch = 'mnist_cnn'
     def __init__(self, n_classes:int=10, in_ch:int=1, size:int=28,
                  mean:Sequence[float]=(0.1307,), std:Sequence[float]=(0.3081,)):
+        _check_arch(self.arch, n_classes, in_ch, mean, std, size=(size, 16, 'two 5x5 convolutions and two 2x2 poolings'))
         super().__init__(); self._remember(n_classes=n_classes, in_ch=in_ch, size=size, mean=list(mean), std=list(std))
         self.normalize = Normalize(mean, std)
         self.features = nn.Sequential(nn.Conv2d(in_ch, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -60,6 +83,7 @@ class CompactCNN(_Configured):
     arch = 'compact_cnn'
     def __init__(self, n_classes:int=10, in_ch:int=3, size:int=32, width:int=32,
                  mean:Sequence[float]=(0.4914, 0.4822, 0.4465), std:Sequence[float]=(0.2470, 0.2435, 0.2616)):
+        _check_arch(self.arch, n_classes, in_ch, mean, std, size=(size, 8, 'three 2x2 poolings'), width=(width, 1, 'channels of the first block'))
         super().__init__(); self._remember(n_classes=n_classes, in_ch=in_ch, size=size, width=width, mean=list(mean), std=list(std))
         w = width
         self.normalize = Normalize(mean, std)
@@ -87,6 +111,7 @@ class PreActResNet18(_Configured):
     arch = 'preact_resnet18'
     def __init__(self, n_classes:int=10, in_ch:int=3,
                  mean:Sequence[float]=(0.4914, 0.4822, 0.4465), std:Sequence[float]=(0.2470, 0.2435, 0.2616)):
+        _check_arch(self.arch, n_classes, in_ch, mean, std)
         super().__init__(); self._remember(n_classes=n_classes, in_ch=in_ch, mean=list(mean), std=list(std))
         self.normalize = Normalize(mean, std)
         layers, ci = [nn.Conv2d(in_ch, 64, 3, 1, 1, bias=False)], 64
@@ -99,19 +124,31 @@ class PreActResNet18(_Configured):
 # %% ../nbs/02_models.ipynb #16846db8
 ARCHS = {c.arch: c for c in (MNISTNet, CompactCNN, PreActResNet18)}
 
+def _arch_params(cls)->dict:
+    "The constructor arguments of an architecture class (`None` when it takes `**kwargs`)."
+    ps = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != 'self'}
+    return None if any(p.kind == p.VAR_KEYWORD for p in ps.values()) else ps
+
 def build_model(arch:str, # a key of `ARCHS`
-                seed:Optional[int]=None, # seed for the weight initialization
+                seed:Optional[int]=None, # seed for the weight initialization (a local RNG: the global one is left alone)
                 **kwargs): # constructor arguments (n_classes, mean, std, ...)
     "Build a registered architecture by name (deterministic for a `seed`)."
-    if arch not in ARCHS: raise ValueError(f"arch={arch!r} is not a known architecture (known: {', '.join(ARCHS)})")
-    if seed is not None: set_seed(seed)
-    return ARCHS[arch](**kwargs)
+    if not isinstance(arch, str) or arch not in ARCHS: raise ValueError(f"arch={arch!r} is not a known architecture (known: {', '.join(ARCHS)})")
+    cls, ps = ARCHS[arch], _arch_params(ARCHS[arch])
+    unknown = [k for k in kwargs if ps is not None and k not in ps]
+    if unknown: raise BadInput(f"{', '.join(map(repr, unknown))}: not an argument of {arch} (its arguments: {', '.join(ps)})")
+    if seed is None: return cls(**kwargs)
+    seed = check_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the same weights as seeding the global generator, which is put back afterwards
+        torch.default_generator.manual_seed(seed)
+        return cls(**kwargs)
 
 # %% ../nbs/02_models.ipynb #ab96e4ca
 @dataclass
 class History:
-    "Per-epoch record of a training run; plots itself."
+    "Per-epoch record of a training run; plots itself. `interrupted`: stopped by Ctrl-C (the rows are the finished epochs)."
     rows:list = field(default_factory=list)
+    interrupted:bool = False
     def append(self, **kw): self.rows.append(kw)
     def __getitem__(self, k): return [r.get(k) for r in self.rows]
     @property
@@ -119,10 +156,11 @@ class History:
     @property
     def seconds(self)->float: return sum(r['seconds'] for r in self.rows)
     def __repr__(self):
-        if not self.rows: return 'History()'
+        if not self.rows: return 'History(interrupted)' if self.interrupted else 'History()'
         keys = list(self.rows[-1])
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
-        return '\n'.join(['  '.join(f"{k:>10}" for k in keys)] + ['  '.join(f"{fmt(r.get(k, '')):>10}" for k in keys) for r in self.rows])
+        return '\n'.join(['  '.join(f"{k:>10}" for k in keys)] + ['  '.join(f"{fmt(r.get(k, '')):>10}" for k in keys) for r in self.rows]
+                         + (['(interrupted)'] if self.interrupted else []))
     def plot(self, keys:Optional[Sequence[str]]=None, ax=None):
         "Plot every metric (or `keys`) against the epoch."
         import matplotlib.pyplot as plt
@@ -138,7 +176,10 @@ def _get_batch(data, idx):
     xs, ys = zip(*(data[int(i)] for i in idx))
     return torch.stack(xs), torch.as_tensor(ys)
 
-def cross_entropy_loss(model, x, y): return F.cross_entropy(model(x), y)
+def cross_entropy_loss(model, x, y):
+    "Cross-entropy of `model(x)` against the labels `y`, checked first (integer, one per image, within the model's classes)."
+    out = model(x)
+    return F.cross_entropy(out, check_labels(y, out.shape[-1], 'labels of data', n=len(x)))
 
 def _one_cycle(step, total, warm=0.25):
     "Linear warm-up over the first `warm` of the steps, then cosine decay to 0 (a one-cycle schedule)."
@@ -156,10 +197,34 @@ SCHEDULES = {
 }
 
 # %% ../nbs/02_models.ipynb #7ab1d61c
+def _check_data(data, name:str='data')->int:
+    "A dataset `train` can read (`get_batch` or `__getitem__`, and `__len__`), not empty; returns its length."
+    if isinstance(data, (str, bytes, Tensor)) or not hasattr(data, '__len__') or not (hasattr(data, 'get_batch') or hasattr(data, '__getitem__')):
+        raise BadInput(f"{name} must be a dataset (`get_batch(idx) -> (x, y)` and `__len__`, or a map-style Dataset of (x, y) pairs), "
+                       f"got {type(data).__name__}")
+    n = len(data)
+    if n == 0: raise ValueError(f"{name} is empty")
+    return n
+
+@contextmanager
+def _seeded(seed:int, dev:torch.device):
+    "Seed torch's CPU (and `dev`'s) generator, NumPy's and Python's global RNGs with `seed` inside the block; put them back after."
+    py, npst = random.getstate(), np.random.get_state()
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda):
+        random.seed(seed); np.random.seed(seed % 2**32); torch.default_generator.manual_seed(seed)
+        for i in cuda:
+            with torch.cuda.device(i): torch.cuda.manual_seed(seed)
+        try: yield
+        finally: random.setstate(py); np.random.set_state(npst)
+
+def _finite(model)->bool: return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+def _state(model)->dict: return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
 def train(model:nn.Module, # maps [0, 1] images to logits; trained in place
           data, # `get_batch(idx) -> (x, y)` + `__len__`, or a map-style Dataset of (x, y)
           epochs:int=10, # passes over `data`
-          lr:float=0.05, # (peak) learning rate
+          lr:float=0.05, # (peak) learning rate, > 0
           batch_size:int=128,
           optimizer:str='sgd', # a key of `OPTIMIZERS`
           schedule:str='onecycle', # a key of `SCHEDULES` (stepped per batch)
@@ -167,52 +232,87 @@ def train(model:nn.Module, # maps [0, 1] images to logits; trained in place
           augment:Optional[Callable]=None, # batch transform `x -> x` applied to training batches
           loss_fn:Callable=cross_entropy_loss, # `(model, x, y) -> loss`
           eval_fn:Optional[Callable]=None, # `model -> dict` of metrics, called after each epoch
-          seed:int=0, # batch order and augmentation randomness
+          seed:int=0, # batch order and augmentation randomness (the global RNGs are put back afterwards)
           amp:bool=False, # bfloat16 autocast for the forward pass (CPU or CUDA)
-          device=None, # `None`: CUDA when available
+          device=None, # `None`: CUDA when available; the model keeps its own device (trained on a copy there when needed)
           progress:bool=True, # show a tqdm bar over epochs
          )->History:
-    "Train `model` on `data`; returns the per-epoch `History` (loss, train accuracy, and `eval_fn` metrics)."
-    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if lr <= 0: raise ValueError(f"lr must be > 0, got {lr}")
-    if optimizer not in OPTIMIZERS: raise ValueError(f"optimizer={optimizer!r} unknown (known: {', '.join(OPTIMIZERS)})")
-    if schedule not in SCHEDULES: raise ValueError(f"schedule={schedule!r} unknown (known: {', '.join(SCHEDULES)})")
-    n = len(data)
-    if n == 0: raise ValueError("data is empty")
-    dev = get_device(device); model.to(dev)
-    g = set_seed(seed)
-    opt = OPTIMIZERS[optimizer](model.parameters(), lr, weight_decay)
-    steps = math.ceil(n / batch_size)
-    sched = SCHEDULES[schedule](opt, lr, epochs * steps)
-    hist = History()
-    bar = tqdm(range(1, epochs + 1), desc='train', disable=not progress, leave=False)
-    for ep in bar:
-        t0, model_loss, correct, seen = time.time(), 0., 0, 0
-        model.train()
-        for idx in torch.randperm(n, generator=g).split(batch_size):
-            x, y = _get_batch(data, idx)
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if augment is not None: x = augment(x)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(model, x, y)
-            if not torch.isfinite(loss): raise FloatingPointError(f"training loss became {loss.item()} at epoch {ep}; lower lr")
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            model_loss += loss.item() * len(y); seen += len(y)
-        row = dict(epoch=ep, loss=model_loss / seen, lr=opt.param_groups[0]['lr'])
-        if eval_fn is not None:
-            with eval_mode(model): row.update(eval_fn(model))
-        row['seconds'] = time.time() - t0
-        hist.append(**row)
-        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k not in ('epoch', 'lr')})
-    model.eval()
+    """Train `model` on `data`; returns the per-epoch `History` (loss, train accuracy, and `eval_fn` metrics).
+    The model ends in eval mode, on its own device, with the `.grad` it had; the global RNGs are as they were.
+    A non-finite loss or weight stops training with `FloatingPointError` and the weights of the last finished epoch;
+    Ctrl-C stops it too: the weights of the last finished epoch, `History.interrupted` set, and a warning."""
+    if not isinstance(model, nn.Module): raise BadInput(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    n = _check_data(data)
+    epochs, batch_size = check_int(epochs, 'epochs'), check_int(batch_size, 'batch_size')
+    lr, weight_decay = check_real(lr, 'lr', lo=0, lo_open=True), check_real(weight_decay, 'weight_decay', lo=0)
+    check_choice(optimizer, 'optimizer', OPTIMIZERS); check_choice(schedule, 'schedule', SCHEDULES)
+    augment, eval_fn, loss_fn = check_callable(augment, 'augment'), check_callable(eval_fn, 'eval_fn'), check_callable(loss_fn, 'loss_fn', False)
+    seed, amp, progress = check_seed(seed), check_bool(amp, 'amp'), check_bool(progress, 'progress')
+    dev = check_device(device)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameter (every requires_grad is False): training cannot change it")
+    work = model_on(model, dev)  # the caller's model itself when it lives on `dev`
+    grads = [p.grad for p in model.parameters()]
+    hist, good, bar = History(), _state(work), None
+    try:
+        with _seeded(seed, dev):
+            g = torch.Generator().manual_seed(seed)
+            opt = OPTIMIZERS[optimizer](work.parameters(), lr, weight_decay)
+            sched = SCHEDULES[schedule](opt, lr, epochs * math.ceil(n / batch_size))
+            bar = tqdm(range(1, epochs + 1), desc='train', disable=not progress, leave=False)
+            for ep in bar:
+                t0, model_loss, seen = time.time(), 0., 0
+                work.train()
+                for idx in torch.randperm(n, generator=g).split(batch_size):
+                    x, y = _get_batch(data, idx)
+                    if ep == 1 and seen == 0:  # the first batch in full: images in [0, 1] that fit the model
+                        check_images(x, 'images of data')
+                        if loss_fn is cross_entropy_loss: check_model(work, x.to(dev), name='images of data')
+                    if isinstance(y, Tensor) and y.dtype in (torch.int8, torch.uint8, torch.int16, torch.int32): y = y.long()
+                    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                    if augment is not None: x = augment(x)
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                        loss = loss_fn(work, x, y)
+                    if not torch.isfinite(loss):
+                        work.load_state_dict(good)
+                        raise FloatingPointError(f"train: the loss became {loss.item()} in epoch {ep} with lr={lr:g}; the weights are "
+                                                 f"back to {'the start' if ep == 1 else f'the end of epoch {ep - 1}'}: lower lr")
+                    opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+                    model_loss += loss.item() * len(y); seen += len(y)
+                if not _finite(work):
+                    work.load_state_dict(good)
+                    raise FloatingPointError(f"train: the weights became NaN or infinite in epoch {ep} with lr={lr:g}; they are "
+                                             f"back to {'the start' if ep == 1 else f'the end of epoch {ep - 1}'}: lower lr")
+                row = dict(epoch=ep, loss=model_loss / seen, lr=opt.param_groups[0]['lr'])
+                if eval_fn is not None:
+                    with eval_mode(work): row.update(eval_fn(work))
+                row['seconds'] = time.time() - t0
+                hist.append(**row); good = _state(work)
+                bar.set_postfix({k: round(v, 3) for k, v in row.items() if k not in ('epoch', 'lr') and isinstance(v, (int, float))})
+    except FloatingPointError: raise
+    except KeyboardInterrupt:
+        work.load_state_dict(good); hist.interrupted = True
+        warnings.warn(f"train: interrupted after {len(hist.rows)} finished epoch(s) of {epochs}; the model keeps the weights "
+                      "of the last finished epoch (History.interrupted is True)")
+    except Exception:
+        work.load_state_dict(good); raise
+    finally:
+        if bar is not None: bar.close()
+        for p in work.parameters(): p.grad = None
+        if work is not model: model.load_state_dict(work.state_dict())
+        for p, gr in zip(model.parameters(), grads): p.grad = gr
+        model.eval()
     return hist
 
 # %% ../nbs/02_models.ipynb #df4674ed
 FORMAT = 'backdoor_nb/1'
 
+def _check_path(path, name:str='path')->Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip(): raise BadInput(f"{name} must be a file path, got {path!r}")
+    return Path(path)
+
 def _paths(path):
-    p = Path(path)
+    p = _check_path(path)
     base = p.with_suffix('') if p.suffix in ('.safetensors', '.json') else p
     return base.with_name(base.name + '.safetensors'), base.with_name(base.name + '.json')
 
@@ -221,6 +321,36 @@ def _normalization(model):
         if isinstance(mod, Normalize): return {'mean': mod.mean.flatten().tolist(), 'std': mod.std.flatten().tolist()}
     return None
 
+def check_classes(classes, # class names: a list of distinct strings
+                  name:str='classes', # argument name used in error messages
+                  max_len:int=100_000)->list:
+    "A non-empty list of distinct class names (str), or a clear error naming the argument."
+    if isinstance(classes, (str, bytes, dict)) or not isinstance(classes, (list, tuple, np.ndarray)):
+        raise BadInput(f"{name} must be a list of class names (str), got {type(classes).__name__}")
+    cs = list(classes)
+    if not cs: raise ValueError(f"{name} is empty: give one name per class")
+    if len(cs) > max_len: raise ValueError(f"{name} has {len(cs)} names, more than {max_len}")
+    bad = [c for c in cs if not isinstance(c, (str, np.str_))]
+    if bad: raise BadInput(f"{name} must hold strings, got {bad[0]!r} ({type(bad[0]).__name__})")
+    dup = sorted({c for c in cs if cs.count(c) > 1})
+    if dup: raise ValueError(f"{name} has duplicate names: {dup[:5]}")
+    return [str(c) for c in cs]
+
+def check_input_shape(shape, # `(C, H, W)`: positive ints
+                      name:str='input_shape', # argument name used in error messages
+                      max_channels:int=64, max_side:int=4096)->tuple:
+    "`(C, H, W)` with positive ints (C <= `max_channels`, H, W <= `max_side`), as a tuple of Python ints."
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (list, tuple, torch.Size)) or len(shape) != 3:
+        raise BadInput(f"{name} must be (C, H, W) with positive ints, got {shape!r}")
+    c, h, w = (check_int(v, name, lo=1) for v in shape)
+    if c > max_channels or h > max_side or w > max_side:
+        raise ValueError(f"{name}={tuple(shape)} is too large (at most {max_channels} channels and {max_side} pixels a side)")
+    return (c, h, w)
+
+def _json_text(side:dict)->str:
+    try: return json.dumps(side, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as e: raise BadInput(f"meta must be JSON-serializable, with finite numbers only ({e})") from None
+
 def save_model(model:nn.Module, # the model (its `config` names the architecture when it has one)
                path:Union[str,Path], # `NAME`, `NAME.safetensors` or `NAME.json`
                classes:Optional[Sequence[str]]=None, # class names
@@ -228,20 +358,93 @@ def save_model(model:nn.Module, # the model (its `config` names the architecture
                meta:Optional[dict]=None, # JSON-serializable free metadata (ground truth, metrics, ...)
                tensors:Optional[dict]=None, # extra tensors stored beside the weights (e.g. `Trigger.state_dict()`)
               )->Path:
-    "Save `model` as safetensors + JSON sidecar; returns the safetensors path."
+    "Save `model` as safetensors + JSON sidecar; returns the safetensors path. Refuses NaN weights and non-JSON metadata."
     from safetensors.torch import save_file
+    if not isinstance(model, nn.Module): raise BadInput(f"model must be a torch.nn.Module, got {type(model).__name__}")
     wpath, jpath = _paths(path)
-    wpath.parent.mkdir(parents=True, exist_ok=True)
+    classes = None if classes is None else check_classes(classes)
+    input_shape = None if input_shape is None else list(check_input_shape(input_shape))
+    if meta is not None and not isinstance(meta, dict): raise BadInput(f"meta must be a dict (a JSON object), got {type(meta).__name__}")
+    if tensors is not None and not isinstance(tensors, dict): raise BadInput(f"tensors must be a dict of name -> tensor, got {type(tensors).__name__}")
     sd = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    for k, v in (tensors or {}).items(): sd[f"extra.{k}"] = torch.as_tensor(v).detach().contiguous().cpu()
+    for k, v in (tensors or {}).items():
+        if not isinstance(k, str) or not isinstance(v, Tensor): raise BadInput(f"tensors[{k!r}] must be a tensor under a str name, got {type(v).__name__}")
+        sd[f"extra.{k}"] = v.detach().contiguous().cpu()
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            what = 'model' if k.startswith('model.') else 'tensors'
+            raise ValueError(f"{what}: {k.split('.', 1)[1]!r} has NaN or infinite values; not saved")
     cfg = getattr(model, 'config', None) or {'arch': None, 'kwargs': {}}
-    side = {'format': FORMAT, 'arch': cfg['arch'], 'arch_kwargs': cfg['kwargs'],
-            'classes': list(classes) if classes is not None else None,
-            'input_shape': list(input_shape) if input_shape is not None else None,
+    side = {'format': FORMAT, 'arch': cfg['arch'], 'arch_kwargs': cfg['kwargs'], 'classes': classes, 'input_shape': input_shape,
             'normalization': _normalization(model), 'meta': meta or {}}
-    jpath.write_text(json.dumps(side, indent=1))  # fails before the weights are written if meta isn't JSON
+    text = _json_text(side)  # fails before anything is written if meta isn't JSON
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    jpath.write_text(text)
     save_file(sd, str(wpath))
     return wpath
+
+# %% ../nbs/02_models.ipynb #3f940f9c
+SIDECAR_KEYS = ('format', 'arch', 'arch_kwargs', 'classes', 'input_shape', 'normalization', 'meta')
+ARCH_LIMITS = {'n_classes': (2, 100_000), 'in_ch': (1, 64), 'size': (1, 4096), 'width': (1, 4096)} # int arguments a sidecar may set
+
+def _check_arch_kwargs(arch:str, kw:dict, where:str)->dict:
+    ps = _arch_params(ARCHS[arch]) if arch in ARCHS else None
+    for k, v in kw.items():
+        nm = f"{where}: arch_kwargs.{k}"
+        if ps is not None and k not in ps: raise ValueError(f"{where}: arch_kwargs has {k!r}, not an argument of {arch} (its arguments: {', '.join(ps)})")
+        if k in ('mean', 'std'):
+            if len(_floats(v, nm, positive=k == 'std')) > ARCH_LIMITS['in_ch'][1]: raise ValueError(f"{nm} has too many values")
+        elif k in ARCH_LIMITS: check_int(v, nm, *ARCH_LIMITS[k])
+        elif isinstance(v, float) and not math.isfinite(v): raise ValueError(f"{nm} must be finite, got {v!r}")
+        elif not (v is None or isinstance(v, (bool, int, float, str))): raise ValueError(f"{nm} must be a JSON number, string or bool, got {type(v).__name__}")
+    return kw
+
+def check_sidecar(side, # the parsed JSON of a checkpoint sidecar
+                  where:str='sidecar', # what to call it in error messages (e.g. the path)
+                  known_arch:bool=True, # the architecture must be one of `ARCHS` (False: a user's model instance is given)
+                 )->dict:
+    "Validate a checkpoint sidecar against the schema before anything is built: types, known keys, sizes bounded, numbers finite."
+    if not isinstance(side, dict): raise ValueError(f"{where} is not a JSON object (got a JSON {type(side).__name__})")
+    if side.get('format') != FORMAT:
+        raise ValueError(f"{where}: format {side.get('format')!r} is not {FORMAT!r} (not a backdoor_nb checkpoint sidecar)")
+    extra = sorted(set(side) - set(SIDECAR_KEYS))
+    if extra: raise ValueError(f"{where}: unexpected key(s) {', '.join(map(repr, extra))} (a sidecar has {', '.join(SIDECAR_KEYS)})")
+    out = {'format': FORMAT, 'arch': side.get('arch'), 'arch_kwargs': side.get('arch_kwargs') or {},
+           'classes': side.get('classes'), 'input_shape': side.get('input_shape'), 'normalization': side.get('normalization'),
+           'meta': side.get('meta') if side.get('meta') is not None else {}}
+    arch = out['arch']
+    if arch is not None and not isinstance(arch, str): raise ValueError(f"{where}: arch must be a string or null, got {arch!r}")
+    if known_arch and arch is not None and arch not in ARCHS:
+        raise ValueError(f"{where}: arch={arch!r} is not a known architecture (known: {', '.join(ARCHS)})")
+    if not isinstance(out['arch_kwargs'], dict): raise ValueError(f"{where}: arch_kwargs must be a JSON object, got {out['arch_kwargs']!r}")
+    _check_arch_kwargs(arch, out['arch_kwargs'], where)
+    if out['classes'] is not None: out['classes'] = check_classes(out['classes'], f"{where}: classes")
+    if out['input_shape'] is not None: out['input_shape'] = list(check_input_shape(out['input_shape'], f"{where}: input_shape"))
+    nz = out['normalization']
+    if nz is not None:
+        if not isinstance(nz, dict) or set(nz) != {'mean', 'std'}: raise ValueError(f"{where}: normalization must be {{'mean': [...], 'std': [...]}}, got {nz!r}")
+        _floats(nz['mean'], f"{where}: normalization.mean"); _floats(nz['std'], f"{where}: normalization.std", positive=True)
+    if not isinstance(out['meta'], dict): raise ValueError(f"{where}: meta must be a JSON object, got a {type(out['meta']).__name__}")
+    return out
+
+def check_weights(want:dict, # the model's `state_dict()` (or any name -> tensor of the expected shapes)
+                  sd:dict, # the tensors read from a file
+                  where:str='weights', # what to call them in error messages
+                 )->dict:
+    "Tensors that load into a model strictly: same names, shapes and kinds (floating or not), finite values; or an error naming them."
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+        raise BadInput(f"{where}: sd must be a dict of str name -> tensor (a state_dict), got {type(sd).__name__}")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"{where}: tensor(s) {', '.join(map(repr, bad[:5]))} hold NaN or infinite values")
+    missing = [k for k in want if k not in sd]; unexpected = [k for k in sd if k not in want]
+    shapes = [f"{k}: {tuple(sd[k].shape)} in the file, {tuple(want[k].shape)} in the model" for k in want if k in sd and sd[k].shape != want[k].shape]
+    kinds = [f"{k}: {sd[k].dtype} in the file, {want[k].dtype} in the model" for k in want
+             if k in sd and sd[k].is_floating_point() != want[k].is_floating_point()]
+    if missing or unexpected or shapes or kinds:
+        cut = lambda l: ', '.join(l[:8]) + (f' ... ({len(l)} in all)' if len(l) > 8 else '') or 'none'
+        raise ValueError(f"{where} do not fit the model: missing keys: {cut(missing)}; unexpected keys: {cut(unexpected)}; "
+                         f"shape mismatches: {cut(shapes)}; dtype mismatches: {cut(kinds)}")
+    return sd
 
 # %% ../nbs/02_models.ipynb #59e1a7f9
 @dataclass
@@ -250,28 +453,55 @@ class Checkpoint:
     arch:Optional[str]; arch_kwargs:dict; classes:Optional[list]; input_shape:Optional[list]
     normalization:Optional[dict]; meta:dict; tensors:dict; path:Path
 
+def _read_sidecar(jpath:Path, where:str):
+    try: return json.loads(jpath.read_text(encoding='utf-8'))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{where}: sidecar {jpath} is not valid JSON ({e})") from None
+
+def _check_classes_fit(model, side, where):
+    "The sidecar's class names match the model's outputs (one probe forward at its input shape); models without class names (e.g. a denoiser) are not probed."
+    if side['classes'] is None: return
+    K = None
+    if side['input_shape'] is not None:
+        try: K = check_model(model, input_shape=side['input_shape'], name='input_shape')
+        except (ValueError, TypeError) as e: raise ValueError(f"{where}: {e}") from None
+    elif side['arch'] in ARCHS: K = side['arch_kwargs'].get('n_classes', _arch_params(ARCHS[side['arch']])['n_classes'].default)
+    if K is not None and side['classes'] is not None and len(side['classes']) != K:
+        raise ValueError(f"{where}: classes names {len(side['classes'])} classes but the model outputs {K} logits")
+
 def load_model(path:Union[str,Path], # `NAME`, `NAME.safetensors` or `NAME.json`
                model:Optional[nn.Module]=None, # load into this instance (needed for architectures not in `ARCHS`)
                device=None, # `None`: CUDA when available
               )->tuple:
-    "Load a checkpoint saved by `save_model` (safetensors, never pickle). Returns `(model, Checkpoint)`."
+    """Load a checkpoint saved by `save_model` (safetensors, never pickle). Returns `(model, Checkpoint)`.
+    The sidecar is validated (`check_sidecar`) and the weights checked (`check_weights`: names, shapes, finite values) against an
+    empty (meta-device) copy of the architecture before the model is built, so a forged sidecar cannot make it allocate much."""
     from safetensors.torch import load_file
     wpath, jpath = _paths(path)
+    if model is not None and not isinstance(model, nn.Module): raise BadInput(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    dev = check_device(device)
+    where = f"path={str(path)!r}"
     for p, what in ((wpath, 'weights'), (jpath, 'sidecar')):
-        if not p.exists(): raise FileNotFoundError(f"path={str(path)!r}: {what} file {p} does not exist")
-    try: side = json.loads(jpath.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"path={str(path)!r}: sidecar {jpath} is not valid JSON ({e})") from None
-    if side.get('format') != FORMAT: raise ValueError(f"path={str(path)!r}: sidecar format {side.get('format')!r} is not {FORMAT!r}")
+        if not p.is_file(): raise FileNotFoundError(f"{where}: {what} file {p} does not exist")
+    side = check_sidecar(_read_sidecar(jpath, where), f"{where}: sidecar", known_arch=model is None)
     try: sd = load_file(str(wpath))
-    except Exception as e: raise ValueError(f"path={str(path)!r}: {wpath} is not a readable safetensors file ({e})") from None
-    if model is None:
-        arch = side.get('arch')
-        if arch is None: raise ValueError(f"path={str(path)!r}: the checkpoint names no architecture; pass `model=` to load into")
-        model = build_model(arch, **side.get('arch_kwargs', {}))
+    except Exception as e: raise ValueError(f"{where}: {wpath} is not a readable safetensors file ({e})") from None
+    stray = [k for k in sd if not k.startswith(('model.', 'extra.'))]
+    if stray: raise ValueError(f"{where}: unexpected tensor(s) {', '.join(map(repr, stray[:5]))} (names start with 'model.' or 'extra.')")
     weights = {k[6:]: v for k, v in sd.items() if k.startswith('model.')}
-    try: model.load_state_dict(weights)
-    except RuntimeError as e: raise ValueError(f"path={str(path)!r}: weights do not fit the model: {e}") from None
-    model.to(get_device(device)).eval()
-    info = Checkpoint(side.get('arch'), side.get('arch_kwargs', {}), side.get('classes'), side.get('input_shape'),
-                      side.get('normalization'), side.get('meta', {}), {k[6:]: v for k, v in sd.items() if k.startswith('extra.')}, wpath)
+    extra = {k[6:]: v for k, v in sd.items() if k.startswith('extra.')}
+    bad = [k for k, v in extra.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"{where}: tensor(s) {', '.join(map(repr, bad[:5]))} hold NaN or infinite values")
+    if model is None:
+        if side['arch'] is None: raise ValueError(f"{where}: the checkpoint names no architecture; pass `model=` to load into")
+        kw = side['arch_kwargs']
+        try:
+            with torch.device('meta'): shell = build_model(side['arch'], **kw)  # shapes only: nothing allocated
+        except (ValueError, TypeError) as e: raise ValueError(f"{where}: sidecar arch_kwargs: {e}") from None
+        check_weights(shell.state_dict(), weights, f"{where}: weights (for {side['arch']} built from arch_kwargs {kw})")
+        model = build_model(side['arch'], **kw)
+    else: check_weights(model.state_dict(), weights, f"{where}: weights")
+    model.load_state_dict(weights)
+    model.to(dev).eval()
+    _check_classes_fit(model, side, f"{where}: sidecar")
+    info = Checkpoint(side['arch'], side['arch_kwargs'], side['classes'], side['input_shape'], side['normalization'], side['meta'], extra, wpath)
     return model, info

@@ -266,7 +266,7 @@ def df_tnd(model:nn.Module, # any classifier mapping [0, 1] images to logits
           )->DFTNDResult:
     "Data-free TrojanNet detector: excite hidden units from random noise, flag labels whose logit jumps."
     cfg = make_config(DFTNDConfig, config)
-    K = check_model(model, input_shape=input_shape)
+    K = check_model(model, input_shape=input_shape, name='input_shape')
     C, H, W = (int(v) for v in input_shape)
     if K < 3: raise ValueError(f"the model has {K} outputs; the MAD rule needs at least 3 labels")
     x0 = torch.rand(cfg.n_images, C, H, W, generator=torch.Generator().manual_seed(seed))
