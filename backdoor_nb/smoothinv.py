@@ -140,13 +140,13 @@ def smoothed_predict(model:nn.Module, x:Tensor, # images `(N, C, H, W)` in [0, 1
 class Schedule:
     "How `identify_target` spends its PGD steps over labels: rounds of successive halving, early decisions."
     rounds:tuple # `(fraction of steps, fraction of n_noise)` per round; the step fractions sum to 1
-    keep:float=1/3 # fraction of the still-open labels that continues after each round (at least `min_keep`)
+    keep:float=1/3 # fraction of the still-open labels that continues after a round, once labels may be dropped (at least `min_keep`)
     min_keep:int=2 # labels kept at least: the best and the runner-up, whose ASRs make the verdict
     probe:int=100 # held-out images the transfer of an open label is measured on between rounds
-    hi:float=0.25 # "far above": probe ASR >= threshold + hi; two such labels end the budget (it is too large)
+    hi:float=0.1 # "clearly above": probe ASR >= threshold + hi; two such labels end the budget at once (it is too large)
     lo:float=0.4 # "far below": probe ASR < threshold * lo; such a label is never kept for its rank alone
-    early:bool=True # stop a budget as soon as it is decided (one label far above, every other far below)
-    decide_after:int=2 # rounds run before an early decision (one label, or none, far from the threshold) is taken
+    early:bool=True # end a budget as soon as it is decided (one label clearly above and every other far below; or none near)
+    drop_after:float=1/4 # share of the steps every label runs before any is dropped or an early verdict is taken: a target's transfer can take off late
     min_steps:int=10 # a round shorter than this is skipped (its steps go to the next): few steps say little about a label
 
     def __post_init__(self):
@@ -156,14 +156,14 @@ class Schedule:
                 raise ValueError(f"Schedule.rounds: each round is (steps fraction, noise fraction) in (0, 1], got {r!r}")
         if abs(sum(r[0] for r in self.rounds) - 1) > 1e-6: raise ValueError(f"Schedule.rounds: step fractions must sum to 1, got {self.rounds}")
         object.__setattr__(self, 'rounds', tuple(tuple(r) for r in self.rounds))
-        check_real(self.keep, 'Schedule.keep', 0, 1, lo_open=True)
+        check_real(self.keep, 'Schedule.keep', 0, 1, lo_open=True); check_real(self.drop_after, 'Schedule.drop_after', 0, 1)
         check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
-        check_int(self.decide_after, 'Schedule.decide_after', lo=1); check_int(self.min_steps, 'Schedule.min_steps', lo=1)
+        check_int(self.min_steps, 'Schedule.min_steps', lo=1)
         for n in ('hi', 'lo'): check_real(getattr(self, n), f'Schedule.{n}', 0, 1)
 
 SCHEDULES = {
     'paper': Schedule(rounds=((1., 1.),), keep=1., early=False), # every label, N copies, all steps: the reference
-    'halving': Schedule(rounds=((1/8, 1/4), (1/4, 1/2), (5/8, 1.))), # 50 / 100 / 250 steps at N/4, N/2, N (the default)
+    'halving': Schedule(rounds=((1/16, 1/4), (1/16, 1/4), (1/8, 1/4), (1/4, 1/2), (1/2, 1.))), # checks after 25, 50, 100 steps at N/4; 100 more at N/2, 200 at N (the default)
 }
 
 # %% ../nbs/40_smoothinv.ipynb #81b8c113
@@ -431,15 +431,15 @@ class TargetScan(LabelScan):
                            ncols=len(xs) + 1, size=size)
 
 # %% ../nbs/40_smoothinv.ipynb #9b8e184f
-def _open_after(sch, asr, open_, threshold, r):
-    "Labels (indices) that continue after a round, and the budget's decision so far ('' while undecided)."
+def _open_after(sch, asr, open_, threshold, done, steps):
+    "Labels (indices) that continue after a round that ended at step `done` of `steps`, and the budget's decision so far ('' while undecided)."
     a = asr[open_]
     n_hi = int((a >= min(1., threshold + sch.hi)).sum())
-    if n_hi >= 2: return open_, 'too large'  # two labels transfer far above the threshold: no single target at this budget
+    if n_hi >= 2: return open_, 'too large'  # two labels transfer clearly above the threshold: no single target at this budget
+    if done < sch.drop_after * steps: return open_, ''  # a target's transfer can take off late: every label runs this far
     lo = threshold * sch.lo
-    early = sch.early and r + 1 >= sch.decide_after  # a label's early ASR says little about its last
-    if early and n_hi == 1 and int((a >= lo).sum()) == 1: return open_[a.argmax()][None], 'one label'
-    if early and len(a) and a.max() < lo / 4: return open_[:0], 'none'
+    if sch.early and n_hi == 1 and int((a >= lo).sum()) == 1: return open_[a.argmax()][None], 'one label'
+    if sch.early and len(a) and a.max() < lo / 4: return open_[:0], 'none'
     order = a.argsort(descending=True)
     n = max(sch.min_keep, math.ceil(sch.keep * len(open_)))
     keep = [int(j) for r, j in enumerate(order) if r < n or a[j] >= lo]
@@ -487,8 +487,8 @@ def identify_target(model:nn.Module, # the classifier to scan
         if k: eps = eps / 2
         t1, open_, done, decision = time.time(), todo, 0, ''
         pk, ak = torch.zeros(L, *x.shape), torch.full((L,), float('nan'))
-        for r, (fs, fn) in enumerate(schedule.rounds):
-            n_steps = steps - done if r == len(schedule.rounds) - 1 else round(fs * steps)
+        for r, (fs, fn) in enumerate(schedule.rounds):  # round r ends at step round(sum of the fractions so far x steps)
+            n_steps = steps - done if r == len(schedule.rounds) - 1 else round(sum(f for f, _ in schedule.rounds[:r + 1]) * steps) - done
             n_r = max(1, round(fn * cfg.n_noise))
             if n_steps <= 0 or (n_steps < schedule.min_steps and r < len(schedule.rounds) - 1): continue
             run = _pgd(m, x, [labels[j] for j in open_], eps, sigma, n_noise=n_r, steps=n_steps, denoiser=denoiser, perf=run_perf,
@@ -506,7 +506,7 @@ def identify_target(model:nn.Module, # the classifier to scan
                            'asr': ak[open_].tolist(), 'on': len(on[0])})
             if last or limited: break
             if budget_s is not None and time.time() - t0 > budget_s: limited = True; break
-            nxt, decision = _open_after(schedule, ak, open_, cfg.threshold, r)
+            nxt, decision = _open_after(schedule, ak, open_, cfg.threshold, done, steps)
             if decision:
                 if decision == 'one label':  # measure the decided label on every held-out image, as at the end
                     j = int(nxt[0]); ak[j] = _transfer(m, ho, pk[j][None], [labels[j]], dev)[0]
@@ -518,6 +518,7 @@ def identify_target(model:nn.Module, # the classifier to scan
         asr[scanned], p[scanned] = ak[scanned], pk[scanned]
         ladder.append((eps, ak, time.time() - t1))
         hit = todo[(ak[todo] >= cfg.threshold)]
+        if decision == 'too large': hit = todo[(ak[todo] >= cfg.threshold) | torch.isin(todo, open_)]  # ended early: every open label is rescanned
         if limited or len(hit) <= 1: break
         if budget_s is not None and k < cfg.shrink and time.time() - t0 > budget_s: limited = True; break
         todo = hit  # a label that did not transfer at this budget does not at half of it: rescan only those that did

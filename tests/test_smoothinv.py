@@ -175,3 +175,18 @@ def test_callers_model_and_rng_are_left_alone(toy, call):
     assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())  # BN running statistics included
     assert all(p.device.type == 'cpu' for p in m.parameters())
     assert torch.equal(torch.get_rng_state(), rng)
+
+def test_schedule_keeps_a_late_starter():
+    "A label whose probe ASR is still ~0 after the first rounds is not dropped before `drop_after` of the steps (the CIFAR-10 BadNets"
+    " target at eps 1.25 transfers to 3 % after 50 steps and 76 % after 100); after that, the halving drops it."
+    from backdoor_nb.smoothinv import SCHEDULES, Schedule, _open_after
+    sch = SCHEDULES['halving']
+    open_, asr = torch.arange(10), torch.tensor([0.02, 0.3, 0.1, 0.05, 0.14, 0.01, 0.19, 0.03, 0.02, 0.07])
+    for done in (25, 50):  # before a quarter of 400 steps: every label stays open, no early verdict
+        nxt, decision = _open_after(sch, asr, open_, 0.5, done, 400)
+        assert decision == '' and nxt.tolist() == list(range(10))
+    nxt, decision = _open_after(sch, asr, open_, 0.5, 100, 400)
+    assert decision == '' and 0 not in nxt.tolist() and len(nxt) == 4
+    # two labels clearly above the threshold end the budget at any round: it is too large
+    assert _open_after(sch, torch.tensor([0.7, 0.65] + [0.] * 8), open_, 0.5, 25, 400)[1] == 'too large'
+    with pytest.raises(ValueError, match='Schedule.drop_after must be in'): Schedule(rounds=((1., 1.),), drop_after=1.5)
