@@ -18,5 +18,6 @@ if [ "$before" != "$(snap nbs)" ]; then
 fi
 echo "nbdev_export and nbdev_clean: no changes"
 python tools/build_readme.py --check
+python tools/bench_tables.py --check
 nbdev_test --n_workers "${NBDEV_WORKERS:-2}" ${NBDEV_TEST_ARGS:-}
 python -m pytest tests -q ${PYTEST_ARGS:-}
