@@ -132,10 +132,10 @@ def split_perf(config:dict)->tuple:
 def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,
                 n_support:int=100, # support images (the first of `data.order(seed)`)
                 n_heldout:int=200, # the next images, for each reversed trigger's held-out ASR
-                **config): # any `NCConfig` field, and `Perf` options (amp, fast, batch)
-    "Neural Cleanse as a detector."
+                **config): # any `NCConfig` field, and `Perf` options (amp, fast, batch; default `fast=True`)
+    "Neural Cleanse as a detector, on the model's inference copy (`fast=True`: BN folded, channels-last; `fast=False` for the model as it is)."
     from backdoor_nb.neural_cleanse import neural_cleanse
-    hyper, perf = split_perf(config)
+    hyper, perf = split_perf({'fast': True, **config})
     idx = data.order(seed)
     s, h = idx[:n_support], idx[n_support:n_support + n_heldout]
     lab = lambda j: None if data.y is None or not len(j) else data.y[j]
