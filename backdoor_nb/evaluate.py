@@ -212,7 +212,9 @@ def _data_id(src:str)->str:
 def config_hash(entry:ModelEntry, detector:str, config:dict, seed:int, device=None)->str:
     "Hash of everything besides the weights that changes a detector's answer on a model."
     from backdoor_nb.core import get_device
-    blob = json.dumps({'v': CACHE_FORMAT, 'detector': detector, 'config': _jsonable(config), 'seed': seed,
+    from backdoor_nb.scan import DETECTORS
+    version = DETECTORS[detector].version if detector in DETECTORS else None  # a detector's changed defaults miss old entries
+    blob = json.dumps({'v': CACHE_FORMAT, 'detector': detector, 'version': version, 'config': _jsonable(config), 'seed': seed,
                        'data': _data_id(entry.data) if entry.data else None, 'arch': entry.arch, 'arch_kwargs': entry.arch_kwargs,
                        'device': get_device(device).type}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

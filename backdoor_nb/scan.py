@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .core import (LabelScan, Trigger, get_device, check_images, check_labels, eval_mode, batched_logits,
-                              attack_success_rate, show_images, strength_map, check_positive)
+                              attack_success_rate, show_images, strength_map, check_positive, check_int)
 from .core import check_model as _check_model
 
 # %% auto #0
@@ -97,14 +97,15 @@ class Detector:
     cost:float # relative cost: detectors run cheapest first and split `budget_s` in this proportion
     weight:float=1. # vote weight in the combined verdict
     default:bool=True # run by `scan` when no detector is named (and its data needs are met)
+    version:int=1 # bumped when a change of its defaults changes its answers (`evaluate`'s result cache keys on it)
 
 DETECTORS = {} # name -> Detector
 
-def register_detector(name:str, *, needs:str, missing:Callable, cost:float, weight:float=1., default:bool=True):
+def register_detector(name:str, *, needs:str, missing:Callable, cost:float, weight:float=1., default:bool=True, version:int=1):
     "Decorator: register a detector function under `name`."
     check_positive(cost, 'cost'); check_positive(weight, 'weight')
     def deco(fn):
-        DETECTORS[name] = Detector(name, fn, needs, missing, float(cost), float(weight), bool(default))
+        DETECTORS[name] = Detector(name, fn, needs, missing, float(cost), float(weight), bool(default), check_int(version, 'version'))
         return fn
     return deco
 
@@ -128,7 +129,7 @@ def split_perf(config:dict)->tuple:
     return {k: v for k, v in config.items() if k not in PERF_KEYS}, (Perf(**perf) if perf else None)
 
 @register_detector('nc', needs='a small clean support set (100 images) and 200 more for the held-out ASR',
-                   missing=_need(10), cost=1., weight=1.)
+                   missing=_need(10), cost=1., weight=1., version=2)  # 2: fast=True by default
 def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True, budget_s:Optional[float]=None,
                 n_support:int=100, # support images (the first of `data.order(seed)`)
                 n_heldout:int=200, # the next images, for each reversed trigger's held-out ASR
