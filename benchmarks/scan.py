@@ -3,6 +3,7 @@
     python benchmarks/scan.py mnist                 # package zoo (clean, badnets, blend) + the outside ResNet (clean, badnets)
     python benchmarks/scan.py mnist cifar10 --zoo clean badnets --outside clean badnets
     python benchmarks/scan.py mnist --browser       # also open every HTML report in headless Chromium
+    python benchmarks/scan.py gtsrb --zoo clean badnets --detectors smoothinv   # 43 labels: NC alone is ~15 min a model here
 
 Models outside the package: `benchmarks/outside_arch.py` (a small residual network with BatchNorm and a
 global-average-pool head), trained here with plain SGD on the data set's training split (BadNets: the package's
@@ -89,6 +90,8 @@ def main():
     ap.add_argument('--cache', default=os.path.expanduser('~/.cache/backdoor_nb/outside'))
     ap.add_argument('--out', default=str(HERE / 'results' / 'scan.json'))
     ap.add_argument('--browser', action='store_true', help='open every HTML report in headless Chromium')
+    ap.add_argument('--detectors', default=None, help="passed to `backdoor_nb scan --detectors` (default: the scan's default set)")
+    ap.add_argument('--budget-s', type=float, default=None, help='passed to `backdoor_nb scan --budget-s`')
     a = ap.parse_args()
     from backdoor_nb.attacks import DATASETS
     from backdoor_nb.scan import _zoo_source
@@ -102,6 +105,7 @@ def main():
         for kind, recipe, path, gt, arch, data in jobs:
             extra = ['--arch-kwargs', json.dumps({'channels': 3 if ds in ('cifar10', 'gtsrb') else 1,
                                                   'n_classes': 43 if ds == 'gtsrb' else 10})] if arch else []
+            extra += (['--detectors', a.detectors] if a.detectors else []) + (['--budget-s', str(a.budget_s)] if a.budget_s else [])
             js, html, wall = run_scan(path, out_dir, arch, data, extra)
             v = js['verdict']
             right = v['backdoored'] == gt['backdoored'] and (not gt['backdoored'] or v['target'] == gt['target'])
@@ -117,7 +121,7 @@ def main():
                 + f"  verdict {str(r['verdict']):>2} score {r['score']:.2f}  {'right' if right else 'WRONG'}  scan {r['scan_seconds']:.0f} s, "
                   f"wall {r['wall_seconds']:.0f} s", flush=True)
     bad = check_html([r['report'] for r in rows]) if a.browser else None
-    Path(a.out).write_text(json.dumps({'rows': rows, 'browser_failures': bad, 'torch': torch.__version__,
+    Path(a.out).write_text(json.dumps({'rows': rows, 'browser_failures': bad, 'argv': sys.argv[1:], 'load': os.getloadavg(), 'torch': torch.__version__,
                                        'threads': torch.get_num_threads()}, indent=1))
     print(f"\n{sum(r['right'] for r in rows)}/{len(rows)} verdicts right; mean scan {sum(r['scan_seconds'] for r in rows) / len(rows):.1f} s"
           + (f"; reports in Chromium: {'all figures loaded' if not bad else bad}" if a.browser else ''))

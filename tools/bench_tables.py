@@ -33,7 +33,7 @@ def md(head, rows)->str:
 def f2(v, nd=2): return None if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 def labels(ls): return ', '.join(map(str, ls)) if ls else '–'
 def ok(v): return '–' if v is None else ('yes' if v else '**no**')
-def source(js, name): return f"\n\n<sub>from `benchmarks/results/{name}` (torch {js.get('torch', '?')}, {js.get('threads', '?')} threads" + \
+def source(js, name): return f"\n\n<sub>from `benchmarks/results/{name}`" + (f" (`{' '.join(js['argv'])}`)" if js.get('argv') else '') + f" (torch {js.get('torch', '?')}, {js.get('threads', '?')} threads" + \
     (f", load {js['load'][0]:.1f}" if js.get('load') else '') + \
     (f", load before {js['load_before'][0]:.1f}" if js.get('load_before') else '') + ')</sub>'
 
