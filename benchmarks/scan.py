@@ -20,14 +20,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 EXE = Path(sys.executable).parent / 'backdoor_nb'
 
-def train_outside(dataset, recipe, cache, epochs, seed=0):
-    "Train the outside ResNet on `dataset` with `recipe`'s poisoning; returns (weights path, ground truth)."
+def train_outside(dataset, recipe, cache, epochs, seed=0, augment=False):
+    "Train the outside ResNet on `dataset` with `recipe`'s poisoning (and the zoo's augmentation); returns (weights path, ground truth)."
     from backdoor_nb.attacks import RECIPES, DATASETS, PoisonedData, evaluate_backdoor
     from backdoor_nb.data import load_data
     from backdoor_nb.models import train
     from backdoor_nb.scan import _zoo_source
     import outside_arch
-    path = cache / f"outside-{dataset}-{recipe}-s{seed}-e{epochs}.pt"
+    path = cache / f"outside-{dataset}-{recipe}-s{seed}-e{epochs}{'-aug' if augment else ''}.pt"
     meta = path.with_suffix('.meta.json')
     if path.exists() and meta.exists(): return path, json.loads(meta.read_text())
     data = load_data(_zoo_source(dataset))
@@ -38,7 +38,8 @@ def train_outside(dataset, recipe, cache, epochs, seed=0):
         model = outside_arch.make(shape[0], K)
     ds = PoisonedData(data.train, bd, RECIPES[recipe].rate, seed) if bd is not None else data.train
     t0 = time.time()
-    train(model, ds, epochs=epochs, lr=0.05, seed=seed, amp=True, progress=False)
+    train(model, ds, epochs=epochs, lr=0.05, seed=seed, amp=True, progress=False,
+          augment=DATASETS[dataset].get('augment') if augment else None)
     m = evaluate_backdoor(model, data.test.x, data.test.y, bd)
     gt = {'backdoored': bd is not None, 'target': bd.target if bd is not None else None, 'clean_acc': m['clean_acc'],
           'asr': m.get('asr'), 'train_seconds': round(time.time() - t0, 1)}
@@ -87,6 +88,7 @@ def main():
     ap.add_argument('--zoo', nargs='*', default=['clean', 'badnets', 'blend'], help='package zoo recipes to scan')
     ap.add_argument('--outside', nargs='*', default=['clean', 'badnets'], help='recipes to train the outside ResNet with')
     ap.add_argument('--epochs', type=int, default=None, help='outside ResNet epochs (default: the zoo setting of the data set)')
+    ap.add_argument('--augment', action='store_true', help="train the outside ResNet with the zoo's augmentation of the data set (crop/flip)")
     ap.add_argument('--cache', default=os.path.expanduser('~/.cache/backdoor_nb/outside'))
     ap.add_argument('--out', default=str(HERE / 'results' / 'scan.json'))
     ap.add_argument('--browser', action='store_true', help='open every HTML report in headless Chromium')
@@ -100,7 +102,8 @@ def main():
     for ds in a.datasets:
         jobs = [('zoo', r, *zoo_model(ds, r), None, None) for r in a.zoo]
         ep = a.epochs or DATASETS[ds]['epochs']
-        jobs += [('outside', r, *train_outside(ds, r, Path(a.cache), ep), str(HERE / 'outside_arch.py') + ':make', _zoo_source(ds))
+        jobs += [('outside-aug' if a.augment else 'outside', r, *train_outside(ds, r, Path(a.cache), ep, augment=a.augment),
+                  str(HERE / 'outside_arch.py') + ':make', _zoo_source(ds))
                  for r in a.outside]
         for kind, recipe, path, gt, arch, data in jobs:
             extra = ['--arch-kwargs', json.dumps({'channels': 3 if ds in ('cifar10', 'gtsrb') else 1,

@@ -37,7 +37,7 @@ def source(js, name): return f"\n\n<sub>from `benchmarks/results/{name}`" + (f" 
     (f", load {js['load'][0]:.1f}" if js.get('load') else '') + \
     (f", load before {js['load_before'][0]:.1f}" if js.get('load_before') else '') + ')</sub>'
 
-@table('scan', 'scan_mnist.json', 'scan_cifar10.json', 'scan_gtsrb.json')
+@table('scan', 'scan_mnist.json', 'scan_cifar10.json', 'scan_cifar10_aug.json', 'scan_gtsrb.json')
 def _scan(*runs):
     rows, dets, names = [], [], []
     for js, name in zip(runs, TABLES['scan'][0]):
