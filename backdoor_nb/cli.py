@@ -65,7 +65,8 @@ def demo(epochs:int=12, # training epochs per model
         label = v.target
         clean = data.train.take(n_clean, seed=seed)
         say(f"Repairing the BadNets model: NC unlearning with the reversed trigger of label {label}, {n_clean} clean training images ...")
-        rep = repair_demo_step(zoo['badnets'].model, clean.x, clean.y, sc.trigger(label), data.test.x, data.test.y, bd, device=device)
+        rep = repair_demo_step(zoo['badnets'].model, clean.x, clean.y, triggers=sc.trigger(label), x_heldout=data.test.x,
+                               y_heldout=data.test.y, backdoor=bd, device=device)
         res['repaired'] = {'clean_acc': rep['clean_acc_after'], 'asr': rep['asr_after'], 'train_seconds': rep['seconds'],
                            'label': label, 'model': rep['model']}
         rows.append(_row('repaired', res['repaired']))

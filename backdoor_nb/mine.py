@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_mine.ipynb #e9b1d671
 from __future__ import annotations
-import copy, math, time
+import copy, math, time, warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence, Union
 
@@ -155,8 +155,9 @@ def heat_region(heat:Tensor, # `(H, W)` heat map
                 threshold:float=0.5, # share of the maximum heat a pixel needs
                 pad:int=1)->tuple:
     "Bounding box `(top, left, h, w)` of the pixels with heat >= `threshold` * max, grown by `pad` pixels."
+    threshold, pad = check_real(threshold, 'threshold', 0, 1, lo_open=True), check_int(pad, 'pad', lo=0)  # (0, 1]: the hottest pixel is always in
     H, W = heat.shape
-    if not heat.max() > 0: raise ValueError("heat map is zero everywhere: no window found a working trigger")
+    if not heat.max() > 0: raise ValueError("heat map is zero everywhere (no window's trigger reached the target): there is no hot region to box")
     ys, xs = (heat >= threshold * heat.max()).nonzero(as_tuple=True)
     r0, r1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad, H - 1)
     c0, c1 = max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad, W - 1)
@@ -214,6 +215,11 @@ def window_search(model:nn.Module, # the suspect model
     for k, (rr, cc, h, w) in enumerate(wins):
         heat[rr:rr+h, cc:cc+w] += asr[k] * masks[k, 0] / masks[k].sum().clamp_min(1); cover[rr:rr+h, cc:cc+w] += 1
     heat = heat / cover.clamp_min(1)
+    if not heat.max() > 0:
+        raise ValueError(f"window_search: no window's trigger sent any of {min(len(xs), cfg.n_eval)} images to target={target}"
+                         f"{' (Ctrl-C stopped the optimization early)' if inv.interrupted else ''}, so the heat map is zero and no region "
+                         f"can be chosen at any threshold: check the target, or give the search more room (config steps={cfg.steps}, "
+                         f"lr={cfg.lr}, cost={cfg.cost}, window={window})")
     return HeatMap(heat, wins, asr, masks, patterns, heat_region(heat, cfg.threshold, cfg.pad), target, time.time() - t0, inv.interrupted)
 
 # %% ../nbs/60_mine.ipynb #f65f45c9
@@ -357,6 +363,7 @@ class TriggerDistribution:
     weights:Tensor # mixture weights of the levels (`ensemble_weights`)
     heatmap:Optional[HeatMap]=None # the window search that gave `region`, if any
     seconds:float=0.
+    interrupted:bool=False # Ctrl-C stopped the staircase: the levels trained so far (the last one possibly cut short)
 
     @property
     def betas(self)->list: return [l.beta for l in self.levels]
@@ -387,7 +394,7 @@ class TriggerDistribution:
 
     def __repr__(self):
         ls = ', '.join(f"{l.beta:.2f}: {l.mi:.2f}" for l in self.levels)
-        return f"TriggerDistribution({len(self.levels)} levels in region {self.region}, target {self.target}, {self.seconds:.1f} s; MI by level: {ls})"
+        return f"TriggerDistribution({len(self.levels)} levels in region {self.region}, target {self.target}, {self.seconds:.1f} s{', interrupted' if self.interrupted else ''}; MI by level: {ls})"
 
     def plot(self, axs=None):
         "MI estimate and soft ASR during training, one curve per level (moving average over 10 steps)."
@@ -462,7 +469,8 @@ def mine_staircase(model:nn.Module, # the backdoored model (not modified)
                    shape:Callable=lambda a: a, temperature:float=1.0, # ensemble weights
                    heatmap:Optional[HeatMap]=None, # kept in the result, for the plots
                    perf:Optional[Perf]=None, seed:int=0, device=None, progress:bool=True)->TriggerDistribution:
-    "Model the valid triggers of `target` inside `region` with a staircase of max-entropy generators (MINE)."
+    """Model the valid triggers of `target` inside `region` with a staircase of max-entropy generators (MINE).
+    Ctrl-C stops it with the levels trained so far (a level that had not taken a step is dropped), flagged `interrupted`."""
     t0 = time.time()
     cfg = _config(config, MineConfig); seed = check_seed(seed)
     target, xs, _ = _pool(model, x, y, target, device)
@@ -471,12 +479,17 @@ def mine_staircase(model:nn.Module, # the backdoored model (not modified)
     if not betas: raise ValueError("betas is empty")
     if any(b1 <= b0 for b0, b1 in zip(betas, betas[1:])): raise ValueError(f"betas must be increasing, got {list(betas)}")
     from tqdm.auto import tqdm
-    levels = []
-    for i, b in enumerate(tqdm(betas, desc='staircase', disable=not progress, leave=False)):
-        levels.append(train_level(model, xs, target=target, beta=b, region=region, config=cfg, perf=perf, seed=seed * 1000 + i, device=device))
-        if levels[-1].interrupted: break  # Ctrl-C: the levels trained so far
+    levels, interrupted = [], False
+    try:
+        for i, b in enumerate(tqdm(betas, desc='staircase', disable=not progress, leave=False)):
+            levels.append(train_level(model, xs, target=target, beta=b, region=region, config=cfg, perf=perf, seed=seed * 1000 + i, device=device))
+            if levels[-1].interrupted: interrupted = True; break  # Ctrl-C: the levels trained so far
+    except KeyboardInterrupt: interrupted = True  # between levels
+    levels = [l for l in levels if l.history['mi']]  # a level stopped before its first step has no generator worth sampling
+    if not levels: raise KeyboardInterrupt("mine_staircase: interrupted before any level took a step")
+    if interrupted: warnings.warn(f"mine_staircase: interrupted; {len(levels)} of {len(betas)} levels kept (interrupted=True)")
     w = ensemble_weights([l.beta for l in levels], [l.mi for l in levels], shape, temperature)
-    return TriggerDistribution(levels, region, tuple(x.shape[1:]), target, w, heatmap, time.time() - t0)
+    return TriggerDistribution(levels, region, tuple(x.shape[1:]), target, w, heatmap, time.time() - t0, interrupted)
 
 # %% ../nbs/60_mine.ipynb #773dcdd6
 def mine_trigger_distribution(model:nn.Module, x:Tensor, y:Optional[Tensor]=None,
@@ -565,7 +578,8 @@ def retrain(model:nn.Module, # the backdoored model (not modified; a fine-tuned 
             augment:Optional[Callable]=None, # training-batch transform
             eval_fn:Optional[Callable]=None, # `model -> dict` of ground-truth metrics, recorded every epoch
             seed:int=0, device=None, progress:bool=False)->tuple:
-    "Neural Cleanse's unlearning with the stamped images' triggers drawn again every epoch. Returns `(model, mitigation.RepairReport)`."
+    """Neural Cleanse's unlearning with the stamped images' triggers drawn again every epoch. Returns `(model, mitigation.RepairReport)`.
+    Ctrl-C stops the fine-tuning (`models.train`): the model of the last finished epoch, and the report says `interrupted`."""
     from backdoor_nb.models import train
     from backdoor_nb.mitigation import RepairReport
     t0 = time.time()
@@ -585,7 +599,8 @@ def retrain(model:nn.Module, # the backdoored model (not modified; a fine-tuned 
     curve = {'epoch': [0] + hist['epoch'], **{k: [before[k]] + hist[k] for k in before}}
     return out, RepairReport(f"NC unlearning, triggers drawn {'every epoch' if resample == 'epoch' else 'once'}", before,
                              {k: v[-1] for k, v in curve.items() if k != 'epoch'}, curve=curve, seconds=time.time() - t0,
-                             info={'history': hist, 'frac': frac, 'epochs': epochs, 'resample': resample, 'n_stamped': len(data.stamped)})
+                             info={'history': hist, 'frac': frac, 'epochs': epochs, 'resample': resample, 'n_stamped': len(data.stamped)},
+                             interrupted=hist.interrupted)
 
 # %% ../nbs/60_mine.ipynb #26d31a9e
 @dataclass
@@ -593,14 +608,16 @@ class DefenseComparison:
     "`RepairReport`s of the same unlearning run with different trigger sources."
     reports:dict # `{name: RepairReport}`
     models:dict # `{name: repaired model}`
+    interrupted:bool=False # Ctrl-C stopped the comparison: the sources run so far (the last one possibly cut short)
 
     def table(self)->str:
         "Markdown table: clean accuracy and ASR (from `eval_fn`, when given) before and after, per trigger source."
         ks = [k for k in ('clean_acc', 'asr', 'residual_asr', 'set_acc', 'set_asr') if k in next(iter(self.reports.values())).after]
         out = ['| triggers | ' + ' | '.join(f"{k} before -> after" for k in ks) + ' | seconds |', '|---' * (len(ks) + 2) + '|']
         for n, r in self.reports.items():
-            out.append(f"| {n} | " + ' | '.join(f"{r.before[k]:.4f} -> {r.after[k]:.4f}" for k in ks) + f" | {r.seconds:.1f} |")
-        return '\n'.join(out)
+            out.append(f"| {n}{' (interrupted)' if r.interrupted else ''} | " + ' | '.join(f"{r.before[k]:.4f} -> {r.after[k]:.4f}" for k in ks)
+                       + f" | {r.seconds:.1f} |")
+        return '\n'.join(out + (['', '(interrupted: the sources run so far)'] if self.interrupted else []))
 
     def __repr__(self): return self.table()
 
@@ -621,13 +638,19 @@ def compare_defenses(model:nn.Module, # the backdoored model (not modified)
                      seed:int=0, device=None, progress:bool=False,
                      **kw # more `retrain` keywords (frac, lr, batch_size, augment)
                     )->DefenseComparison:
-    "Unlearn with every trigger source under identical settings (`retrain`)."
+    """Unlearn with every trigger source under identical settings (`retrain`).
+    Ctrl-C stops it with the sources run so far (the one being run, cut short, included), flagged `interrupted`."""
     if not isinstance(triggers, dict) or not triggers: raise ValueError("triggers must be a non-empty dict {name: triggers}")
-    reps, models = {}, {}
-    for n, t in triggers.items():
-        models[n], reps[n] = retrain(model, x, y, triggers=t, target=target, epochs=epochs, resample=resample, eval_fn=eval_fn,
-                                     seed=seed, device=device, progress=progress, **kw)
-    return DefenseComparison(reps, models)
+    reps, models, interrupted = {}, {}, False
+    try:
+        for n, t in triggers.items():
+            models[n], reps[n] = retrain(model, x, y, triggers=t, target=target, epochs=epochs, resample=resample, eval_fn=eval_fn,
+                                         seed=seed, device=device, progress=progress, **kw)
+            if reps[n].interrupted: interrupted = True; break
+    except KeyboardInterrupt:  # outside the fine-tuning (e.g. measuring `before`)
+        if not reps: raise
+        interrupted = True
+    return DefenseComparison(reps, models, interrupted)
 
 # %% ../nbs/60_mine.ipynb #79d7c726
 class TriggerExplorer:

@@ -4,23 +4,23 @@
 
 # %% ../nbs/50_mitigation.ipynb #1ca45a72
 from __future__ import annotations
-import copy, math, time
+import copy, math, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from .core import (BadInput, Trigger, attack_success_rate, as_sampler, get_device, check_images, check_labels, check_label, check_real,
                               check_int, check_seed, check_bool, check_choice, check_device, check_callable, check_model,
-                              eval_mode, batched_logits)
+                              eval_mode, batched_logits, make_config, register_type)
 from .layers import (CHANNELWISE, DEFAULT_LAYERS, trace_layers, Layer, resolve_layer, tap, unit_activations,
                                 unit_masks, prune_units, frozen_zeros)
 
 # %% auto #0
-__all__ = ['RepairReport', 'InputFilter', 'nc_filter', 'nc_prune', 'UnlearningData', 'nc_unlearn', 'fine_pruning',
-           'repair_demo_step', 'PruningExplorer']
+__all__ = ['RepairReport', 'FilterConfig', 'InputFilter', 'nc_filter', 'PruneConfig', 'nc_prune', 'UnlearnConfig',
+           'UnlearningData', 'nc_unlearn', 'FinePruningConfig', 'fine_pruning', 'repair_demo_step', 'PruningExplorer']
 
 # %% ../nbs/50_mitigation.ipynb #edc1fdf0
 def _check_budget(v, name):
@@ -28,20 +28,34 @@ def _check_budget(v, name):
     try: return check_real(v, name, 0, 1)
     except ValueError: raise BadInput(f"{name} must be a number in [0, 1], got {v!r}") from None
 
-def _check_clean(model, clean_x, clean_y=None, target=None, device=None)->tuple:
-    "Validate the clean set (and target) against the model (channels, H x W: one probe forward); `(n_classes, clean_y as int64)`."
-    n_classes = check_model(model, clean_x, name='clean_x')
-    if clean_y is not None: clean_y = check_labels(clean_y, n_classes, 'clean_y', n=len(clean_x))
+def _check_clean(model, x, y=None, target=None, device=None)->tuple:
+    "Validate the clean set (and target) against the model (channels, H x W: one probe forward); `(n_classes, y as int64)`."
+    n_classes = check_model(model, x, name='x')
+    if y is not None: y = check_labels(y, n_classes, 'y', n=len(x))
     if target is not None: check_label(target, n_classes, 'target')
     check_device(device)
-    return n_classes, clean_y
+    return n_classes, y
 
-def _check_train(epochs, lr, batch_size, optimizer, schedule, augment, eval_fn, seed, progress):
-    "The fine-tuning settings, checked before any work (the same rules as `models.train`)."
+def _check_layer(cfg):
+    "A config's `layer` (a module name or None) and `side` ('input', 'output' or None); the model is checked by `resolve_layer`."
+    if cfg.layer is not None and not isinstance(cfg.layer, str): raise BadInput(f"layer must be a module name (str) or None, got {cfg.layer!r}")
+    if cfg.side is not None: check_choice(cfg.side, 'side', ('input', 'output'))
+
+def _check_sweep(cfg):
+    "A pruning config's swept fractions: `step` in (0, 1], `max_fraction` in [0, 1]."
+    cfg.step, cfg.max_fraction = _check_budget(cfg.step, 'step'), _check_budget(cfg.max_fraction, 'max_fraction')
+    if cfg.step == 0: raise BadInput("step must be > 0")
+
+def _check_tuning(cfg):
+    "A config's fine-tuning fields, with the rules of `models.train`."
     from backdoor_nb.models import OPTIMIZERS, SCHEDULES
-    check_int(epochs, 'epochs'); check_real(lr, 'lr', 0, lo_open=True); check_int(batch_size, 'batch_size')
-    check_choice(optimizer, 'optimizer', OPTIMIZERS); check_choice(schedule, 'schedule', SCHEDULES)
-    check_callable(augment, 'augment'); check_callable(eval_fn, 'eval_fn'); check_seed(seed); check_bool(progress, 'progress')
+    cfg.epochs, cfg.batch_size = check_int(cfg.epochs, 'epochs'), check_int(cfg.batch_size, 'batch_size')
+    cfg.lr = check_real(cfg.lr, 'lr', 0, lo_open=True)
+    check_choice(cfg.optimizer, 'optimizer', OPTIMIZERS); check_choice(cfg.schedule, 'schedule', SCHEDULES)
+
+def _tuning(cfg)->dict:
+    "The `models.train` keywords of a config's fine-tuning fields."
+    return dict(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, optimizer=cfg.optimizer, schedule=cfg.schedule)
 
 # %% ../nbs/50_mitigation.ipynb #d4c74fba
 def _metrics(model, x, y, trigger, target, eval_fn, device)->dict:
@@ -72,12 +86,14 @@ class RepairReport:
     chosen:Optional[float]=None # the fraction pruned, for pruning repairs
     seconds:float=0.
     info:dict=field(default_factory=dict) # method-specific: layer, unit order, training history, ...
+    config:object=None # the repair's config (`PruneConfig`, `UnlearnConfig`, `FinePruningConfig`)
+    interrupted:bool=False # Ctrl-C stopped the sweep or the fine-tuning: the result is built from what was finished
 
     @staticmethod
     def _fmt(d): return ', '.join(f"{_KEYS[k]} {d[k]:.3f}" for k in _KEYS if k in d)
 
     def __repr__(self):
-        head = f"RepairReport({self.method}, {self.seconds:.1f} s" + (f", {self.chosen:.1%} pruned" if self.chosen is not None else '') + ')'
+        head = f"RepairReport({self.method}, {self.seconds:.1f} s" + (f", {self.chosen:.1%} pruned" if self.chosen is not None else '') + (', interrupted' if self.interrupted else '') + ')'
         rows = [('before', self.before), *self.stages.items(), ('after', self.after)]
         return '\n'.join([head] + [f"  {k + ':':12} {self._fmt(v)}" for k, v in rows])
 
@@ -108,6 +124,21 @@ class RepairReport:
         ax.grid(alpha=.3); ax.legend(fontsize=7); ax.set_title(self.method)
         return ax
 
+# %% ../nbs/50_mitigation.ipynb #5b22bb00
+@register_type
+@dataclass
+class FilterConfig:
+    "Neural Cleanse's input filter: which units, and the threshold's false-positive rate."
+    fpr:float=0.05 # target false-positive rate on clean inputs
+    top:float=0.01 # share of units kept (NC: 1 %)
+    min_units:int=8 # ... but at least this many (NC: 1); capped at the layer's width
+    layer:Optional[str]=None # a module name; default: the input of the last nn.Linear
+    side:Optional[str]=None # 'input' or 'output' of `layer`
+
+    def __post_init__(self):
+        self.fpr, self.top = _check_budget(self.fpr, 'fpr'), _check_budget(self.top, 'top')
+        self.min_units = check_int(self.min_units, 'min_units', lo=1); _check_layer(self)
+
 # %% ../nbs/50_mitigation.ipynb #941e1c62
 @dataclass
 class InputFilter:
@@ -121,6 +152,7 @@ class InputFilter:
     trigger_scores:Tensor # ... of the clean set with the reversed trigger(s)
     seconds:float=0.
     device:object=None
+    config:object=None # the `FilterConfig` it was built with
 
     def scores(self, x:Tensor)->Tensor:
         "Activation profile of each image: the mean activation of the selected units."
@@ -155,85 +187,113 @@ class InputFilter:
         return ax
 
 def nc_filter(model:nn.Module, # the suspect model (not modified)
-              clean_x:Tensor, # the defender's clean set `(N, C, H, W)` in [0, 1]
-              triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
-              fpr:float=0.05, # target false-positive rate on clean inputs
-              top:float=0.01, # share of units kept (NC: 1 %)
-              min_units:int=8, # ... but at least this many (NC: 1); capped at the layer's width
-              layer:Optional[str]=None, side:Optional[str]=None, # default: the input of the last nn.Linear
+              x:Tensor, # the defender's clean set `(N, C, H, W)` in [0, 1]
+              *, triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
+              config:Union[FilterConfig,dict,None]=None, # fpr, top, min_units, layer/side
               seed:int=0, device=None)->InputFilter:
     "Neural Cleanse's input filter: units with the largest activation gap under the trigger, threshold set for `fpr`."
     t0 = time.time()
-    _check_clean(model, clean_x, device=device)
-    fpr, top = _check_budget(fpr, 'fpr'), _check_budget(top, 'top')
-    min_units, seed = check_int(min_units, 'min_units', lo=1), check_seed(seed)
-    L = resolve_layer(model, clean_x, layer, side, 'last-linear-input', device)
-    a_c = unit_activations(model, L, clean_x, device=device)
-    a_t = unit_activations(model, L, clean_x, _sample(triggers, len(clean_x), seed), device=device)
-    units = (a_t.mean(0) - a_c.mean(0)).topk(min(L.n_units, max(1, min_units, round(top * L.n_units)))).indices
+    cfg = make_config(FilterConfig, config)
+    _check_clean(model, x, device=device); seed = check_seed(seed)
+    L = resolve_layer(model, x, cfg.layer, cfg.side, 'last-linear-input', device)
+    a_c = unit_activations(model, L, x, device=device)
+    a_t = unit_activations(model, L, x, _sample(triggers, len(x), seed), device=device)
+    units = (a_t.mean(0) - a_c.mean(0)).topk(min(L.n_units, max(1, cfg.min_units, round(cfg.top * L.n_units)))).indices
     sc, st = a_c[:, units].mean(1), a_t[:, units].mean(1)
-    return InputFilter(model, L, units, sc.quantile(1 - fpr).item(), fpr, sc, st, time.time() - t0, device)
+    return InputFilter(model, L, units, sc.quantile(1 - cfg.fpr).item(), cfg.fpr, sc, st, time.time() - t0, device, cfg)
 
 # %% ../nbs/50_mitigation.ipynb #582a3f26
+@register_type
+@dataclass
+class PruneConfig:
+    "Neural Cleanse's neuron pruning: the stop rule's budgets, the layer and the swept fractions."
+    asr_budget:float=0.05 # stop at the first fraction where the clean-set ASR is at most this...
+    acc_budget:float=0.02 # ...among those losing at most this clean-set accuracy
+    step:float=0.01 # the swept fractions: 0, step, 2 step, ...
+    max_fraction:float=0.9 # ... up to this
+    full_curve:bool=True # sweep up to `max_fraction` (for the plot) or stop at the stop rule
+    layer:Optional[str]=None # a module name; default: the input of the last nn.Linear
+    side:Optional[str]=None # 'input' or 'output' of `layer`
+
+    def __post_init__(self):
+        self.asr_budget, self.acc_budget = _check_budget(self.asr_budget, 'asr_budget'), _check_budget(self.acc_budget, 'acc_budget')
+        _check_sweep(self); self.full_curve = check_bool(self.full_curve, 'full_curve'); _check_layer(self)
+
 def _grid(n_units, step, max_fraction):
     "Distinct numbers of units to prune for fractions 0, step, 2 step, ... up to `max_fraction`."
-    step, max_fraction = _check_budget(step, 'step'), _check_budget(max_fraction, 'max_fraction')
-    if step == 0: raise ValueError("step must be > 0")
     fr = [i * step for i in range(int(math.floor(max_fraction / step + 1e-9)) + 1)]
     return sorted({round(f * n_units) for f in fr})
 
-def _sweep(model, L, order, ks, clean_x, clean_y, trigger, target, eval_fn, device, stop=None)->dict:
-    "Prune `order[:k]` for every `k` of `ks` (ascending) on a copy; metrics at each point; `stop(rows)` ends early."
-    work, done, rows = copy.deepcopy(model), 0, []
-    for k in ks:
-        if k > done: prune_units(work, L, order[done:k]); done = k
-        rows.append({'fraction': k / L.n_units, 'n_pruned': k, **_metrics(work, clean_x, clean_y, trigger, target, eval_fn, device)})
-        if stop is not None and stop(rows): break
-    return {key: [r[key] for r in rows] for key in rows[0]}
+def _sweep(model, L, order, ks, x, y, trigger, target, eval_fn, device, stop=None, progress=False)->tuple:
+    """Prune `order[:k]` for every `k` of `ks` (ascending) on a copy; metrics at each point; `stop(rows)` ends early.
+    Ctrl-C ends it too, keeping the points measured so far. Returns `(curve, interrupted)`."""
+    from tqdm.auto import tqdm
+    work, done, rows, interrupted = copy.deepcopy(model), 0, [], False
+    try:
+        for k in tqdm(ks, desc='pruning', disable=not progress, leave=False):
+            if k > done: prune_units(work, L, order[done:k]); done = k
+            rows.append({'fraction': k / L.n_units, 'n_pruned': k, **_metrics(work, x, y, trigger, target, eval_fn, device)})
+            if stop is not None and stop(rows): break
+    except KeyboardInterrupt:
+        if not rows: raise  # nothing measured yet: nothing to return
+        interrupted = True
+        warnings.warn(f"pruning: interrupted after {len(rows)} of {len(ks)} points; the result is chosen among them (interrupted=True)")
+    return {key: [r[key] for r in rows] for key in rows[0]}, interrupted
 
 def _at(curve, i)->dict: return {k: v[i] for k, v in curve.items() if k not in ('fraction', 'n_pruned')}
 
 def nc_prune(model:nn.Module, # the backdoored model (not modified; a pruned copy is returned)
-             clean_x:Tensor, clean_y:Tensor, # the defender's clean set
-             triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
+             x:Tensor, y:Tensor, # the defender's clean set `(N, C, H, W)` in [0, 1] and its labels
+             *, triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
              target:Optional[int]=None, # the flagged label (ASR counts images sent there; None: any misclassification)
-             asr_budget:float=0.05, # stop at the first fraction where the clean-set ASR is at most this...
-             acc_budget:float=0.02, # ...among those losing at most this clean-set accuracy
-             layer:Optional[str]=None, side:Optional[str]=None, # default: the input of the last nn.Linear
-             step:float=0.01, max_fraction:float=0.9, # the swept fractions
-             full_curve:bool=True, # sweep up to `max_fraction` (for the plot) or stop at the stop rule
+             config:Union[PruneConfig,dict,None]=None, # budgets, swept fractions, layer/side
              eval_fn:Optional[Callable]=None, # `model -> dict` of ground-truth metrics, only reported
-             seed:int=0, device=None)->tuple:
-    "Neural Cleanse's neuron pruning: silence the units most excited by the trigger until the ASR budget is met. Returns `(model, report)`."
+             seed:int=0, device=None, progress:bool=False)->tuple:
+    """Neural Cleanse's neuron pruning: silence the units most excited by the trigger until the ASR budget is met. Returns `(model, report)`.
+    Ctrl-C stops the sweep: the choice is made among the points measured, and the report says `interrupted`."""
     t0 = time.time()
-    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
-    asr_budget, acc_budget = _check_budget(asr_budget, 'asr_budget'), _check_budget(acc_budget, 'acc_budget')
-    full_curve, eval_fn, seed = check_bool(full_curve, 'full_curve'), check_callable(eval_fn, 'eval_fn'), check_seed(seed)
-    trig = _sample(triggers, len(clean_x), seed)
-    L = resolve_layer(model, clean_x, layer, side, 'last-linear-input', device)
-    ks = _grid(L.n_units, step, max_fraction)
-    gap = unit_activations(model, L, clean_x, trig, device=device).mean(0) - unit_activations(model, L, clean_x, device=device).mean(0)
+    cfg = make_config(PruneConfig, config)
+    _, y = _check_clean(model, x, y, target, device)
+    eval_fn, seed, progress = check_callable(eval_fn, 'eval_fn'), check_seed(seed), check_bool(progress, 'progress')
+    trig = _sample(triggers, len(x), seed)
+    L = resolve_layer(model, x, cfg.layer, cfg.side, 'last-linear-input', device)
+    ks = _grid(L.n_units, cfg.step, cfg.max_fraction)
+    gap = unit_activations(model, L, x, trig, device=device).mean(0) - unit_activations(model, L, x, device=device).mean(0)
     order = gap.argsort(descending=True)
-    within = lambda r, r0: r0['set_acc'] - r['set_acc'] <= acc_budget + 1e-9
-    stop = None if full_curve else (lambda rows: not within(rows[-1], rows[0]) or rows[-1]['set_asr'] <= asr_budget)
-    curve = _sweep(model, L, order, ks, clean_x, clean_y, trig, target, eval_fn, device, stop)
+    within = lambda r, r0: r0['set_acc'] - r['set_acc'] <= cfg.acc_budget + 1e-9
+    stop = None if cfg.full_curve else (lambda rows: not within(rows[-1], rows[0]) or rows[-1]['set_asr'] <= cfg.asr_budget)
+    curve, interrupted = _sweep(model, L, order, ks, x, y, trig, target, eval_fn, device, stop, progress)
     rows = [_at(curve, i) for i in range(len(curve['fraction']))]
     ok = [i for i, r in enumerate(rows) if within(r, rows[0])]
-    hit = [i for i in ok if rows[i]['set_asr'] <= asr_budget]
+    hit = [i for i in ok if rows[i]['set_asr'] <= cfg.asr_budget]
     i = hit[0] if hit else min(ok, key=lambda j: (rows[j]['set_asr'], j))
     out = prune_units(copy.deepcopy(model), L, order[:curve['n_pruned'][i]])
     return out, RepairReport('NC pruning', rows[0], rows[i], curve=curve, chosen=curve['fraction'][i], seconds=time.time() - t0,
-                             info={'layer': L, 'order': order, 'gap': gap, 'reached_asr_budget': bool(hit),
-                                   'asr_budget': asr_budget, 'acc_budget': acc_budget})
+                             info={'layer': L, 'order': order, 'gap': gap, 'reached_asr_budget': bool(hit)},
+                             config=cfg, interrupted=interrupted)
+
+# %% ../nbs/50_mitigation.ipynb #e13f3009
+@register_type
+@dataclass
+class UnlearnConfig:
+    "Neural Cleanse's unlearning: the share of the clean set stamped, and the fine-tuning (`models.train`'s names)."
+    frac:float=0.2 # share of the clean set stamped (NC: 20 %)
+    epochs:int=1 # NC: 1 (over 10 % of the training data); see the benchmark for 1 vs 10
+    lr:float=0.002
+    batch_size:int=32
+    optimizer:str='sgd' # a key of `models.OPTIMIZERS`
+    schedule:str='constant' # a key of `models.SCHEDULES`
+
+    def __post_init__(self): self.frac = _check_budget(self.frac, 'frac'); _check_tuning(self)
 
 # %% ../nbs/50_mitigation.ipynb #b416a01f
 class UnlearningData:
     "The clean set with a share `frac` of its images stamped with a (reversed) trigger, labels unchanged (a `get_batch` dataset)."
     def __init__(self, x:Tensor, y:Tensor, # the clean set
                  triggers, # a `Trigger`, a list, or a sampler
-                 frac:float=0.2, # share of images stamped
+                 *, frac:float=0.2, # share of images stamped
                  seed:int=0):
-        check_images(x, 'clean_x'); y = check_labels(y, name='clean_y', n=len(x))
+        check_images(x, 'x'); y = check_labels(y, name='y', n=len(x))
         frac, seed = _check_budget(frac, 'frac'), check_seed(seed)
         self.x, self.y = x, y
         n_t = round(frac * len(y))
@@ -252,32 +312,49 @@ class UnlearningData:
     def __getitem__(self, i:int): x, y = self.get_batch(torch.tensor([i])); return x[0], y[0]
 
 def nc_unlearn(model:nn.Module, # the backdoored model (not modified; a fine-tuned copy is returned)
-               clean_x:Tensor, clean_y:Tensor, # the defender's clean set
-               triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
+               x:Tensor, y:Tensor, # the defender's clean set `(N, C, H, W)` in [0, 1] and its labels
+               *, triggers, # a `Trigger`, a list of them, or a sampler `(n, generator) -> Trigger`
                target:Optional[int]=None, # the flagged label, for the clean-set ASR
-               frac:float=0.2, # share of the clean set stamped (NC: 20 %)
-               epochs:int=1, # NC: 1 (over 10 % of the training data); see the benchmark for 1 vs 10
-               lr:float=0.002, batch_size:int=32, optimizer:str='sgd', schedule:str='constant',
+               config:Union[UnlearnConfig,dict,None]=None, # frac and the fine-tuning (epochs, lr, batch_size, optimizer, schedule)
                augment:Optional[Callable]=None, # training-batch transform, e.g. crop/flip for colour images
                eval_fn:Optional[Callable]=None, # `model -> dict` of ground-truth metrics, recorded every epoch
                seed:int=0, device=None, progress:bool=False)->tuple:
-    "Neural Cleanse's unlearning: fine-tune with the trigger on `frac` of the clean set and the true labels. Returns `(model, report)`."
+    """Neural Cleanse's unlearning: fine-tune with the trigger on `frac` of the clean set and the true labels. Returns `(model, report)`.
+    Ctrl-C stops the fine-tuning (`models.train`): the model of the last finished epoch, and the report says `interrupted`."""
     from backdoor_nb.models import train
     t0 = time.time()
-    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
-    _check_train(epochs, lr, batch_size, optimizer, schedule, augment, eval_fn, seed, progress)
-    data = UnlearningData(clean_x, clean_y, triggers, frac, seed)
-    trig = _sample(triggers, len(clean_x), seed + 2)
-    ev = lambda m: _metrics(m, clean_x, clean_y, trig, target, eval_fn, device)
+    cfg = make_config(UnlearnConfig, config)
+    _, y = _check_clean(model, x, y, target, device)
+    check_callable(augment, 'augment'); check_callable(eval_fn, 'eval_fn'); check_seed(seed); check_bool(progress, 'progress')
+    data = UnlearningData(x, y, triggers, frac=cfg.frac, seed=seed)
+    trig = _sample(triggers, len(x), seed + 2)
+    ev = lambda m: _metrics(m, x, y, trig, target, eval_fn, device)
     before = ev(model)
     out = copy.deepcopy(model)
-    hist = train(out, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                 augment=augment, eval_fn=ev, seed=seed, device=device, progress=progress)
+    hist = train(out, data, **_tuning(cfg), augment=augment, eval_fn=ev, seed=seed, device=device, progress=progress)
     curve = {'epoch': [0] + hist['epoch'], **{k: [before[k]] + hist[k] for k in before}}
     return out, RepairReport('NC unlearning', before, _at(curve, -1), curve=curve, seconds=time.time() - t0,
-                             info={'history': hist, 'frac': frac, 'epochs': epochs, 'n_stamped': len(data.stamped)})
+                             info={'history': hist, 'n_stamped': len(data.stamped)}, config=cfg, interrupted=hist.interrupted)
 
 # %% ../nbs/50_mitigation.ipynb #2a61dfd9
+@register_type
+@dataclass
+class FinePruningConfig:
+    "Fine-Pruning: the accuracy budget, the layer and swept fractions, and the fine-tuning (`models.train`'s names)."
+    acc_budget:float=0.04 # prune while clean-set accuracy drops by at most this (Liu et al.: 4 %)
+    step:float=0.01 # the swept fractions: 0, step, 2 step, ...
+    max_fraction:float=0.99 # ... up to this
+    layer:Optional[str]=None # a module name; default: the output channels of the last nn.Conv2d
+    side:Optional[str]=None # 'input' or 'output' of `layer`
+    epochs:int=10 # fine-tuning on the clean set
+    lr:float=0.01
+    batch_size:int=32
+    optimizer:str='sgd' # a key of `models.OPTIMIZERS`
+    schedule:str='onecycle' # a key of `models.SCHEDULES`
+
+    def __post_init__(self):
+        self.acc_budget = _check_budget(self.acc_budget, 'acc_budget'); _check_sweep(self); _check_layer(self); _check_tuning(self)
+
 class _TensorData:
     "A minimal `get_batch` dataset over tensors."
     def __init__(self, x, y): self.x, self.y = x, y
@@ -285,56 +362,61 @@ class _TensorData:
     def get_batch(self, idx): return self.x[idx], self.y[idx]
 
 def fine_pruning(model:nn.Module, # the backdoored model (not modified)
-                 clean_x:Tensor, clean_y:Tensor, # the defender's clean set: ranks, stops and fine-tunes
-                 triggers=None, # optional reversed trigger(s): only to report the clean-set ASR
+                 x:Tensor, y:Tensor, # the defender's clean set: ranks, stops and fine-tunes
+                 *, triggers=None, # optional reversed trigger(s): only to report the clean-set ASR
                  target:Optional[int]=None,
-                 acc_budget:float=0.04, # prune while clean-set accuracy drops by at most this (Liu et al.: 4 %)
-                 layer:Optional[str]=None, side:Optional[str]=None, # default: the output channels of the last nn.Conv2d
-                 step:float=0.01, max_fraction:float=0.99, # the swept fractions
-                 epochs:int=10, lr:float=0.01, batch_size:int=32, # fine-tuning on the clean set
-                 schedule:str='onecycle', augment:Optional[Callable]=None,
+                 config:Union[FinePruningConfig,dict,None]=None, # budget, swept fractions, layer/side, fine-tuning
+                 augment:Optional[Callable]=None, # training-batch transform, e.g. crop/flip for colour images
                  eval_fn:Optional[Callable]=None, # `model -> dict` of ground-truth metrics, only reported
                  seed:int=0, device=None, progress:bool=False)->tuple:
-    "Fine-Pruning (Liu et al. 2018): prune the channels least active on clean data within an accuracy budget, then fine-tune. Returns `(model, report)`."
+    """Fine-Pruning (Liu et al. 2018): prune the channels least active on clean data within an accuracy budget, then fine-tune. Returns `(model, report)`.
+    Ctrl-C during the sweep returns the pruned model at the last point measured within the budget, not fine-tuned; during the
+    fine-tuning, the model of the last finished epoch. Either way the report says `interrupted`."""
     from backdoor_nb.models import train
     t0 = time.time()
-    _, clean_y = _check_clean(model, clean_x, clean_y, target, device)
-    acc_budget = _check_budget(acc_budget, 'acc_budget')
-    _check_train(epochs, lr, batch_size, 'sgd', schedule, augment, eval_fn, seed, progress)
-    trig = _sample(triggers, len(clean_x), seed) if triggers is not None else None
-    L = resolve_layer(model, clean_x, layer, side, 'last-conv-output', device)
-    ks = _grid(L.n_units, step, max_fraction)
-    act = unit_activations(model, L, clean_x, device=device).mean(0)
+    cfg = make_config(FinePruningConfig, config)
+    _, y = _check_clean(model, x, y, target, device)
+    check_callable(augment, 'augment'); eval_fn = check_callable(eval_fn, 'eval_fn')
+    seed, progress = check_seed(seed), check_bool(progress, 'progress')
+    trig = _sample(triggers, len(x), seed) if triggers is not None else None
+    L = resolve_layer(model, x, cfg.layer, cfg.side, 'last-conv-output', device)
+    ks = _grid(L.n_units, cfg.step, cfg.max_fraction)
+    act = unit_activations(model, L, x, device=device).mean(0)
     order = act.argsort()  # least active first
-    curve = _sweep(model, L, order, ks, clean_x, clean_y, trig, target, eval_fn, device,
-                   stop=lambda rows: rows[0]['set_acc'] - rows[-1]['set_acc'] > acc_budget + 1e-9)
-    i = max(j for j, a in enumerate(curve['set_acc']) if curve['set_acc'][0] - a <= acc_budget + 1e-9)
+    curve, interrupted = _sweep(model, L, order, ks, x, y, trig, target, eval_fn, device,
+                                stop=lambda rows: rows[0]['set_acc'] - rows[-1]['set_acc'] > cfg.acc_budget + 1e-9, progress=progress)
+    i = max(j for j, a in enumerate(curve['set_acc']) if curve['set_acc'][0] - a <= cfg.acc_budget + 1e-9)
     units = order[:curve['n_pruned'][i]]
     out = prune_units(copy.deepcopy(model), L, units)
-    masks = {p: mk for p, mk in unit_masks(out, L, units).items() if p.requires_grad}  # a frozen layer stays as pruned anyway
-    ev = lambda m: _metrics(m, clean_x, clean_y, trig, target, eval_fn, device)
-    with frozen_zeros(masks):
-        hist = train(out, _TensorData(clean_x, clean_y), epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule,
-                     augment=augment, seed=seed, device=device, progress=progress)
-    return out, RepairReport('Fine-Pruning', _at(curve, 0), ev(out), stages={'pruned': _at(curve, i)}, curve=curve,
-                             chosen=curve['fraction'][i], seconds=time.time() - t0,
-                             info={'layer': L, 'order': order, 'activation': act, 'history': hist, 'acc_budget': acc_budget})
+    ev = lambda m: _metrics(m, x, y, trig, target, eval_fn, device)
+    hist = None
+    if not interrupted:  # Ctrl-C in the sweep: the pruned model, not fine-tuned
+        masks = {p: mk for p, mk in unit_masks(out, L, units).items() if p.requires_grad}  # a frozen layer stays as pruned anyway
+        with frozen_zeros(masks):
+            hist = train(out, _TensorData(x, y), **_tuning(cfg), augment=augment, seed=seed, device=device, progress=progress)
+        interrupted = hist.interrupted
+    return out, RepairReport('Fine-Pruning', _at(curve, 0), ev(out) if hist is not None else _at(curve, i),
+                             stages={'pruned': _at(curve, i)}, curve=curve, chosen=curve['fraction'][i], seconds=time.time() - t0,
+                             info={'layer': L, 'order': order, 'activation': act, 'history': hist}, config=cfg, interrupted=interrupted)
 
 # %% ../nbs/50_mitigation.ipynb #85beda8d
 def repair_demo_step(model:nn.Module, # the backdoored model (not modified)
-                     clean_x:Tensor, clean_y:Tensor, # the defender's clean set
-                     trigger, # the reversed trigger (a `Trigger`, a list, or a sampler)
-                     x_test:Tensor, y_test:Tensor, # held-out data for the ground truth
+                     x:Tensor, y:Tensor, # the defender's clean set
+                     *, triggers, # the reversed trigger (a `Trigger`, a list, or a sampler)
+                     x_heldout:Tensor, y_heldout:Tensor, # held-out data for the ground truth
                      backdoor, # the true `attacks.Backdoor`, to measure the ASR
-                     device=None, epochs:int=10)->dict:
-    "Unlearn the reversed trigger; clean accuracy and ASR before/after on the test data, seconds, and the repaired model."
+                     config:Union[UnlearnConfig,dict,None]=None, # default `UnlearnConfig(epochs=10)`
+                     seed:int=0, device=None, progress:bool=False)->dict:
+    "Unlearn the reversed trigger; clean accuracy and ASR before/after on the held-out data, seconds, and the repaired model."
     from backdoor_nb.attacks import evaluate_backdoor
-    ev = lambda m: evaluate_backdoor(m, x_test, y_test, backdoor, device=device)
+    cfg = UnlearnConfig(epochs=10) if config is None else make_config(UnlearnConfig, config)
+    ev = lambda m: evaluate_backdoor(m, x_heldout, y_heldout, backdoor, device=device)
     target = getattr(backdoor, 'target', None)
-    model_after, rep = nc_unlearn(model, clean_x, clean_y, trigger, target=target, epochs=epochs, eval_fn=ev, device=device)
+    model_after, rep = nc_unlearn(model, x, y, triggers=triggers, target=target, config=cfg, eval_fn=ev, seed=seed, device=device,
+                                  progress=progress)
     return {'clean_acc_before': rep.before['clean_acc'], 'asr_before': rep.before['asr'],
             'clean_acc_after': rep.after['clean_acc'], 'asr_after': rep.after['asr'],
-            'seconds': rep.seconds, 'epochs': epochs, 'model': model_after}
+            'seconds': rep.seconds, 'epochs': cfg.epochs, 'interrupted': rep.interrupted, 'model': model_after}
 
 # %% ../nbs/50_mitigation.ipynb #762f8534
 class PruningExplorer:

@@ -80,21 +80,21 @@ def run(ds, names, a):
                   f"{sec:7.1f}  {'' if ok is None else ('met' if ok else 'MISSED'):6} {extra}", flush=True)
         keep = yt != zm.backdoor.target
         for k, what in ((1, 'top 1% (paper)'), (8, 'top 1%, >= 8 units')) if 'filter' in a.methods else ():
-            f = nc_filter(zm.model, clean.x, trig, fpr=0.05, min_units=k)
+            f = nc_filter(zm.model, clean.x, triggers=trig, config={'fpr': 0.05, 'min_units': k})
             e = f.evaluate(xt, zm.backdoor.stamp(xt[keep]))
             row(f'NC filter {what}', b, f.seconds, f"@5% FPR: test FPR {e['fpr']:.3f}, FNR {e['fnr']:.3f}",
                 e['fnr'] <= FILTER_FNR if n == 'badnets' and k == 8 else None)
         for ep in (sorted({1, a.epochs}) if 'unlearn' in a.methods else []):
-            m, rep = nc_unlearn(zm.model, clean.x, clean.y, trig, target=label, epochs=ep, augment=aug)
+            m, rep = nc_unlearn(zm.model, clean.x, clean.y, triggers=trig, target=label, config={'epochs': ep}, augment=aug)
             t = time.time(); after = ev(m)
             row(f"NC unlearning {ep} ep", after, rep.seconds, '',
                 after['asr'] <= UNLEARN_ASR and b['clean_acc'] - after['clean_acc'] <= ACC_DROP)
         if 'prune' in a.methods:
-            m, rep = nc_prune(zm.model, clean.x, clean.y, trig, target=label, full_curve=False)
+            m, rep = nc_prune(zm.model, clean.x, clean.y, triggers=trig, target=label, config={'full_curve': False})
             row('NC pruning', ev(m), rep.seconds, f"{rep.chosen:.0%} of {rep.info['layer'].n_units} units"
                 + ('' if rep.info['reached_asr_budget'] else ' (ASR budget not reached)'))
         if 'fp' not in a.methods: continue
-        m, rep = fine_pruning(zm.model, clean.x, clean.y, trig, target=label, augment=aug)
+        m, rep = fine_pruning(zm.model, clean.x, clean.y, triggers=trig, target=label, augment=aug)
         k = round(rep.chosen * rep.info['layer'].n_units)
         p = ev(prune_units(copy.deepcopy(zm.model), rep.info['layer'], rep.info['order'][:k]))
         after = ev(m)

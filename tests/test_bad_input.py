@@ -41,7 +41,7 @@ CASES = [
     ('accuracy HxW', lambda: accuracy(M, X8, Y[:4]), 'x: images of shape (3, 8, 8) do not fit the model'),
     ('asr 1ch', lambda: attack_success_rate(M, X1, Y, trigger=T, target=1), 'x: the images have 1 channel(s)'),
     ('evaluate_backdoor 1ch', lambda: evaluate_backdoor(M, X1, Y), 'x: the images have 1 channel(s)'),
-    ('nc_filter 1ch', lambda: nc_filter(M, X1, T), 'clean_x: the images have 1 channel(s)'),
+    ('nc_filter 1ch', lambda: nc_filter(M, X1, triggers=T), 'x: the images have 1 channel(s)'),
     ('neural_cleanse 1ch', lambda: neural_cleanse(M, X1, config=NC, **q), 'x: the images have 1 channel(s)'),
     ('neural_cleanse HxW', lambda: neural_cleanse(M, X8, config=NC, **q), 'x: images of shape (3, 8, 8) do not fit'),
     ('smoothinv 1ch', lambda: smoothinv(M, X1[0], target=1, config=SI, **q), 'the images have 1 channel(s)'),
@@ -67,7 +67,7 @@ CASES = [
     ('AllToOne(-1)', lambda: AllToOne(-1), 'target must be an int >= 0'),
     ('SourceSpecific target in sources', lambda: SourceSpecific(1, [1, 2]), 'contains the target 1'),
     ('attack_success_rate y=99', lambda: attack_success_rate(M, X, Y99, trigger=T, target=1), 'y must be in [0, 6)'),
-    ('nc_prune clean_y=-1', lambda: nc_prune(M, X, YNEG, T), 'clean_y must be in [0, 6)'),
+    ('nc_prune clean_y=-1', lambda: nc_prune(M, X, YNEG, triggers=T), 'y must be in [0, 6)'),
     ('neural_cleanse labels=[99]', lambda: neural_cleanse(M, X, labels=[99], config=NC, **q), 'labels'),
     ('neural_cleanse duplicate labels', lambda: neural_cleanse(M, X, labels=[1, 1], config=NC, **q), 'labels has duplicates'),
     ('neural_cleanse y_heldout=99', lambda: neural_cleanse(M, X, config=NC, x_heldout=X, y_heldout=Y99, **q), 'y_heldout must be in [0, 6)'),
@@ -101,10 +101,18 @@ CASES = [
     ('smoothinv sigma=-1', lambda: smoothinv(M, X[0], target=1, config={**SI, 'sigma': -1}, **q), 'sigma'),
     ('smoothinv step_size=0', lambda: smoothinv(M, X[0], target=1, config={**SI, 'step_size': 0}, **q), 'step_size'),
     ('window_search pad=-5', lambda: window_search(M, X, Y, target=1, config={'pad': -5, 'steps': 2}, **q), 'pad'),
-    ('nc_prune asr_budget=nan', lambda: nc_prune(M, X, Y, T, asr_budget=float('nan')), 'asr_budget must be a number in [0, 1]'),
-    ('nc_unlearn lr=nan', lambda: nc_unlearn(M, X, Y, T, lr=float('nan')), 'lr must be > 0'),
-    ('nc_unlearn epochs=0', lambda: nc_unlearn(M, X, Y, T, epochs=0), 'epochs must be an int >= 1'),
-    ('fine_pruning schedule', lambda: fine_pruning(M, X, Y, schedule='warm'), "schedule='warm'"),
+    ('nc_prune asr_budget=nan', lambda: nc_prune(M, X, Y, triggers=T, config={'asr_budget': float('nan')}), 'asr_budget must be a number in [0, 1]'),
+    ('nc_unlearn lr=nan', lambda: nc_unlearn(M, X, Y, triggers=T, config={'lr': float('nan')}), 'lr must be > 0'),
+    ('nc_unlearn epochs=0', lambda: nc_unlearn(M, X, Y, triggers=T, config={'epochs': 0}), 'epochs must be an int >= 1'),
+    ('fine_pruning schedule', lambda: fine_pruning(M, X, Y, config={'schedule': 'warm'}), "schedule='warm'"),
+    ('nc_filter top=True', lambda: nc_filter(M, X, triggers=T, config={'top': True}), 'top must be a number in [0, 1]'),
+    ('nc_filter layer=0', lambda: nc_filter(M, X, triggers=T, config={'layer': 0}), 'layer must be a module name'),
+    ('nc_prune step=None', lambda: nc_prune(M, X, Y, triggers=T, config={'step': None}), 'step must be a number in [0, 1]'),
+    ('nc_prune unknown field', lambda: nc_prune(M, X, Y, triggers=T, config={'steps': 3}), "unknown PruneConfig field(s) ['steps']"),
+    ('nc_unlearn config=list', lambda: nc_unlearn(M, X, Y, triggers=T, config=[1]), 'config must be a UnlearnConfig or a dict'),
+    ('nc_unlearn optimizer', lambda: nc_unlearn(M, X, Y, triggers=T, config={'optimizer': 'rmsprop'}), "optimizer='rmsprop' is not one of"),
+    ('fine_pruning batch_size=2.5', lambda: fine_pruning(M, X, Y, config={'batch_size': 2.5}), 'batch_size must be an int'),
+    ('fine_pruning side', lambda: fine_pruning(M, X, Y, config={'side': 'out'}), "side='out' is not one of"),
     ('place alpha=nan', lambda: place(solid_patch(2), (1, 8, 8), alpha=float('nan')), 'alpha'),
     ('place margin=True', lambda: place(solid_patch(2), (1, 8, 8), margin=True), 'margin must be an int'),
     ('solid_patch size=0', lambda: solid_patch(0), 'size must be a positive int'),
@@ -144,7 +152,8 @@ def test_missing_files(name, call, msg):
     ('smoothinv eps np.float32', lambda: smoothinv(M, X[0], target=np.int64(1), config={**SI, 'eps': np.float32(0.5)}, **q)),
     ('neural_cleanse NumPy labels and threshold', lambda: neural_cleanse(M, X, labels=np.array([0, 1]), config={**NC, 'threshold': np.float64(2.)}, **q)),
     ('accuracy int32 labels', lambda: accuracy(M, X, Y.int())),
-    ('nc_unlearn int32 labels', lambda: nc_unlearn(M, X, Y.int(), T, epochs=1, batch_size=4)),
+    ('nc_unlearn int32 labels', lambda: nc_unlearn(M, X, Y.int(), triggers=T, config={'epochs': 1, 'batch_size': 4})),
+    ('nc_filter NumPy config', lambda: nc_filter(M, X, triggers=T, config={'fpr': np.float32(0.1), 'min_units': np.int64(2)})),
     ('place numpy alpha', lambda: place(solid_patch(2), (1, 8, 8), alpha=np.float32(0.5), margin=np.int64(1))),
 ])
 def test_unusual_but_valid(name, call):
@@ -155,7 +164,7 @@ def test_fine_pruning_frozen_last_conv():
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 144, 6))
     net[2].requires_grad_(False)
     x, y = toy_images(16)
-    out, rep = fine_pruning(net, x, y.int(), step=0.25, epochs=1, batch_size=8, device='cpu')
+    out, rep = fine_pruning(net, x, y.int(), config={'step': 0.25, 'epochs': 1, 'batch_size': 8}, device='cpu')
     assert not out[2].weight.requires_grad and net[2].weight.requires_grad is False
 
 def _zoo(d):

@@ -10,6 +10,7 @@ from backdoor_nb.mine import (staircase_betas, check_beta, scaled_window, check_
                               ensemble_weights, mine_staircase, mine_trigger_distribution, sgd_trigger, evaluate_levels,
                               pairwise_distance, compare_defenses, retrain, FreshStamps, TriggerExplorer)
 from backdoor_nb.mitigation import nc_unlearn
+from helpers import Interrupting
 
 class ToyNet(nn.Module):
     "Label k reads rows 2k, 2k+1 (columns 0-7); a bright 2x2 top-right patch adds to label 3 with learnable strength `bd`."
@@ -129,7 +130,7 @@ def test_retraining_with_the_sampler_removes_the_backdoor(toy, dist):
     true = window_trigger(torch.ones(1, 2, 2), torch.ones(1, 2, 2), (0, 8, 2, 2), (1, 10, 10))
     asr = lambda m: (predict(m, x[y != 3], true) == 3).float().mean().item()
     assert asr(net) > 0.95
-    fixed, rep = nc_unlearn(net, x, y, dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
+    fixed, rep = nc_unlearn(net, x, y, triggers=dist.sampler(), target=3, config={'epochs': 2, 'lr': 0.5, 'frac': 0.5}, device='cpu')
     assert asr(fixed) < 0.1 and fixed.bd.item() < net.bd.item() and net.bd.item() == 8.
     fresh, rep_f = retrain(net, x, y, triggers=dist.sampler(), target=3, epochs=2, lr=0.5, frac=0.5, device='cpu')
     assert asr(fresh) < 0.1 and fresh.bd.item() < net.bd.item() and net.bd.item() == 8. and rep_f.info['resample'] == 'epoch'
@@ -191,3 +192,39 @@ def test_asr_is_core_asr(toy, dist):
     assert torch.allclose(per, manual)
     rows = evaluate_levels(dist, net, x, y, n=4, seed=0)
     assert rows[2]['asr_mean'] == pytest.approx(manual.mean().item(), abs=1e-6)
+
+def test_interrupted_window_search_keeps_the_heat_map(toy):
+    net, x, y = toy
+    hm = window_search(Interrupting(net, 45), x, y, target=3, config=dict(window=4, steps=60), device='cpu', progress=False)
+    assert hm.interrupted and 'interrupted' in repr(hm) and hm.heat.max() > 0 and len(hm.asr) == len(hm.windows)
+
+def test_window_search_that_finds_nothing_says_what_to_change(toy):
+    net, x, y = toy
+    class Deaf(nn.Module):  # always label 0: no trigger reaches label 1
+        def __init__(self): super().__init__(); self.w = nn.Parameter(torch.zeros(1))
+        def forward(self, x): return 5 * torch.eye(5)[0].expand(len(x), 5) + self.w * x.flatten(1).mean(1, keepdim=True)
+    with pytest.raises(ValueError, match=r"no window's trigger sent any of 200 images to target=1.*steps=2"):
+        window_search(Deaf(), x, y, target=1, config=dict(window=4, steps=2), device='cpu', progress=False)
+    with pytest.raises(ValueError, match=r'threshold must be in \(0, 1\]'): heat_region(torch.ones(4, 4), threshold=2.)
+
+def test_interrupted_staircase_keeps_the_levels_trained(toy):
+    net, x, y = toy
+    with pytest.warns(UserWarning, match='1 of 3 levels kept|2 of 3 levels kept'):
+        d = mine_staircase(Interrupting(net, 30), x, y, target=3, region=(0, 7, 3, 3), betas=[0.3, 0.6, 0.9],
+                           config=dict(steps=20, n_z=8), device='cpu', progress=False)
+    assert d.interrupted and 'interrupted' in repr(d) and len(d.levels) == 2 and d.levels[1].interrupted
+    assert 0 < len(d.levels[1].history['mi']) < 20 and torch.isfinite(d.weights).all()
+    assert d.sample(3).mask.shape == (3, 1, 10, 10)
+
+def test_interrupted_comparison_keeps_the_sources_run(toy):
+    net, x, y = toy
+    calls = []
+    def ev(m):  # eval_fn: call 1 before, 2-3 after epochs of source 'a'; 4 before 'b', 5 (after b's epoch 1): Ctrl-C
+        calls.append(1)
+        if len(calls) == 5: raise KeyboardInterrupt
+        return {'asr': 0.}
+    t = window_trigger(torch.ones(1, 2, 2), torch.ones(1, 2, 2), (0, 8, 2, 2), (1, 10, 10))
+    with pytest.warns(UserWarning, match='interrupted after 0 finished epoch'):
+        cmp = compare_defenses(net, x, y, triggers={'a': t, 'b': t, 'c': t}, target=3, epochs=2, eval_fn=ev, lr=0.5, device='cpu')
+    assert cmp.interrupted and list(cmp.reports) == ['a', 'b'] and not cmp.reports['a'].interrupted and cmp.reports['b'].interrupted
+    assert cmp.reports['b'].curve['epoch'] == [0] and '(interrupted' in cmp.table() and net.bd.item() == 8.

@@ -3,6 +3,7 @@ import pytest, torch
 from torch import nn
 from backdoor_nb.neural_cleanse import neural_cleanse, anomaly_index, NCConfig
 from backdoor_nb.core import make_config
+from helpers import Interrupting
 
 FAST = dict(max_steps=3, samples_per_step=32, batch_size=8)
 
@@ -35,16 +36,8 @@ def test_no_nan_and_deterministic(model, x):
     torch.testing.assert_close(a.l1, b.l1)
     assert a.masks.shape == (5, 1, 8, 8) and a.patterns.shape == (5, 1, 8, 8)
 
-class _Interrupting(nn.Module):
-    "Raises KeyboardInterrupt once, on its (after+1)-th forward pass, as a user's Ctrl-C would."
-    def __init__(self, net, after): super().__init__(); self.net, self.n, self.after = net, 0, after
-    def forward(self, x):
-        self.n += 1
-        if self.n == self.after + 1: raise KeyboardInterrupt
-        return self.net(x)
-
 def test_interrupt_keeps_partial_results(model, x):
-    r = neural_cleanse(_Interrupting(model, 12), x, config=dict(max_steps=50, samples_per_step=16, batch_size=8), progress=False, device='cpu')
+    r = neural_cleanse(Interrupting(model, 12), x, config=dict(max_steps=50, samples_per_step=16, batch_size=8), progress=False, device='cpu')
     assert r.interrupted and torch.isfinite(r.l1).all() and (r.steps > 0).all() and (r.steps < 50).all()
 
 def test_anomaly_index_needs_three():
