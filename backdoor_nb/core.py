@@ -645,7 +645,7 @@ class Explorer:
             self.error = e
             self.info.value = f"<span style='color:red'><b>{type(e).__name__}</b>: {html.escape(str(e))}</span>"
             with self.out:
-                self.out.clear_output(wait=True)
+                self.out.clear_output()  # at once: `wait=True` would leave the stale figure up, as nothing follows
                 if not self._info_shown: display(HTML(self.info.value))
             return
         self.error, self.info.value = None, desc
