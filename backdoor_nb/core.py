@@ -622,8 +622,8 @@ class Explorer:
         self.controls = [w for r in rows for w in (r if isinstance(r, (list, tuple)) else [r])]
         self.info, self.out, self.error, self._info_shown, self._quiet = W.HTML(), W.Output(), None, info, False
         for w in self.controls:
-            if 'continuous_update' in w.keys: w.continuous_update = False
-            if 'value' in w.keys: w.observe(self._changed, 'value')
+            if w.has_trait('continuous_update'): w.continuous_update = False
+            if w.has_trait('value'): w.observe(self._changed, 'value')  # not `w.keys`: a Dropdown syncs `index`, not `value`
         self.box = W.VBox([W.HBox(list(r)) if isinstance(r, (list, tuple)) else r for r in rows] + [self.info] * info + [self.out])
         self.update(strict=True)
 
