@@ -744,6 +744,8 @@ def model_zoo(dataset:str='digits', # a key of `DATASETS`
     return out
 
 # %% ../nbs/10_attacks.ipynb #35156cba
+from .core import Explorer
+
 PREVIEW_PATCHES = {
     'square': lambda s, C: solid_patch(s, 1., C),
     'checkerboard': lambda s, C: checkerboard_patch(s, C),
@@ -754,7 +756,7 @@ PREVIEW_PATCHES = {
     'single pixel': lambda s, C: single_pixel(C),
 }
 
-class TriggerPreview:
+class TriggerPreview(Explorer):
     "Widget: trigger type, size, location and alpha -> stamped sample images with the model's predictions."
     def __init__(self, model:nn.Module, x:Tensor, classes:Optional[Sequence[str]]=None, n:int=8, device=None):
         import ipywidgets as W
@@ -766,26 +768,18 @@ class TriggerPreview:
         self.size = W.IntSlider(value=3, min=1, max=min(x.shape[-2:]) // 2, description='size')
         self.loc = W.Dropdown(options=list(CORNERS), value='bottom-right', description='location')
         self.alpha = W.FloatSlider(value=1., min=0.05, max=1., step=0.05, description='alpha')
-        self.out = W.Output()
-        for w in (self.kind, self.size, self.loc, self.alpha): w.observe(lambda _: self.update(), 'value')
-        self.box = W.VBox([W.HBox([self.kind, self.size]), W.HBox([self.loc, self.alpha]), self.out])
-        self.update()
+        self.build([self.kind, self.size], [self.loc, self.alpha], info=False)
 
     def trigger(self)->Trigger:
         "The trigger the controls describe."
         C, H, W_ = self.x.shape[1:]
         return place(PREVIEW_PATCHES[self.kind.value](self.size.value, C), (C, H, W_), self.loc.value, alpha=self.alpha.value, name=self.kind.value)
 
-    def update(self):
-        "Recompute the stamped images and predictions, redraw."
-        import matplotlib.pyplot as plt
-        self.stamped = self.trigger().apply(self.x)
-        self.preds = batched_logits(self.model, self.stamped, device=self.device).argmax(1)
-        lab = (lambda i: self.classes[i]) if self.classes else str
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig = show_images(self.stamped, [f"pred {lab(int(p))}" for p in self.preds], ncols=len(self.x), size=1.3)
-            plt.show(fig); plt.close(fig)
+    def compute(self)->dict:
+        "The stamped images and the model's predictions on them."
+        stamped = self.trigger().apply(self.x)
+        return {'stamped': stamped, 'preds': batched_logits(self.model, stamped, device=self.device).argmax(1)}
 
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)
+    def figure(self):
+        lab = (lambda i: self.classes[i]) if self.classes else str
+        return show_images(self.stamped, [f"pred {lab(int(p))}" for p in self.preds], ncols=len(self.x), size=1.3)

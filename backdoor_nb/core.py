@@ -20,8 +20,8 @@ __all__ = ['FLOAT_DTYPES', 'EXCLUDE', 'SCAN_FORMAT', 'get_device', 'BadInput', '
            'check_real', 'check_positive', 'check_int', 'check_seed', 'check_bool', 'check_choice', 'check_device',
            'check_callable', 'make_config', 'set_seed', 'Trigger', 'stack_triggers', 'as_sampler', 'eval_mode',
            'frozen', 'inference_copy', 'model_device', 'model_on', 'batched_logits', 'predict', 'check_model',
-           'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'strength_map',
-           'mask_overlap', 'InversionResult', 'register_type', 'LabelScan']
+           'accuracy', 'resolve_targets', 'attack_success_rate', 'evaluate', 'auroc', 'show_images', 'Explorer',
+           'strength_map', 'mask_overlap', 'InversionResult', 'register_type', 'LabelScan']
 
 # %% ../nbs/00_core.ipynb #cdabbcfe
 def get_device(device:Union[str,torch.device,None]=None # `None` picks CUDA when available, else CPU
@@ -597,6 +597,76 @@ def show_images(x:Tensor, # images `(N, C, H, W)` (or `(C, H, W)`) in [0, 1]
         if titles is not None: ax.set_title(str(titles[i]), fontsize=8)
     if suptitle: fig.suptitle(suptitle)
     return fig
+
+# %% ../nbs/00_core.ipynb #d1f4dbae
+class Explorer:
+    """Base of the interactive widgets: rows of controls, an info line and an output area, redrawn when a control changes.
+    A subclass creates its controls, calls `self.build(*rows)` at the end of `__init__` and overrides `compute` (the new
+    state), `describe` (the info line) and `figure` (the picture). `ipywidgets` is imported only when one is built."""
+    def compute(self)->dict:
+        "The new state as `{attribute: value}`, set on the explorer once computed (so a failure leaves the last good state)."
+        return {}
+
+    def describe(self)->str:
+        "The info line's HTML for the current state."
+        return ''
+
+    def figure(self):
+        "A matplotlib figure for the current state (closed once shown), or `None`."
+        return None
+
+    def build(self, *rows, # a control, or a list of controls shown side by side in an `HBox`
+              info:bool=True): # whether the info line is in the layout (`self.info` exists either way)
+        "Lay out the rows, the info line and the output area in `self.box`, observe every control, and run the first update."
+        import ipywidgets as W
+        self.controls = [w for r in rows for w in (r if isinstance(r, (list, tuple)) else [r])]
+        self.info, self.out, self.error, self._info_shown, self._quiet = W.HTML(), W.Output(), None, info, False
+        for w in self.controls:
+            if w.has_trait('continuous_update'): w.continuous_update = False
+            if w.has_trait('value'): w.observe(self._changed, 'value')  # not `w.keys`: a Dropdown syncs `index`, not `value`
+        self.box = W.VBox([W.HBox(list(r)) if isinstance(r, (list, tuple)) else r for r in rows] + [self.info] * info + [self.out])
+        self.update(strict=True)
+
+    def _changed(self, _):
+        if not self._quiet: self.update()
+
+    def update(self, strict:bool=False): # raise a failure instead of showing it (the constructor's first update)
+        "Recompute and redraw; a failure is kept in `self.error` and shown in the info line (or the output area when there is none)."
+        import html
+        import matplotlib.pyplot as plt
+        from IPython.display import display, HTML
+        fig = None
+        try:
+            vars(self).update(self.compute() or {})
+            desc = self.describe()
+            fig = self.figure()
+        except Exception as e:
+            if strict: raise
+            self.error = e
+            self.info.value = f"<span style='color:red'><b>{type(e).__name__}</b>: {html.escape(str(e))}</span>"
+            with self.out:
+                self.out.clear_output()  # at once: `wait=True` would leave the stale figure up, as nothing follows
+                if not self._info_shown: display(HTML(self.info.value))
+            return
+        self.error, self.info.value = None, desc
+        with self.out:
+            self.out.clear_output(wait=True)
+            if fig is not None: display(fig); plt.close(fig)
+
+    def set(self, **values):
+        "Set controls by attribute name (`ex.set(rho=0.01, n_clean=5)`) and update once: the explorer without a browser."
+        names = {k: w for k, w in vars(self).items() if any(w is c for c in self.controls)}
+        for k in values:
+            if k not in names: raise BadInput(f"{k!r} is not a control of {type(self).__name__} (controls: {', '.join(names)})")
+        self._quiet = True
+        try:
+            for k, v in values.items(): names[k].value = v
+        finally: self._quiet = False
+        self.update()
+        return self
+
+    def _ipython_display_(self):
+        from IPython.display import display; display(self.box)
 
 # %% ../nbs/00_core.ipynb #4326f201
 def strength_map(t:Trigger)->Tensor:

@@ -416,7 +416,9 @@ def gradient_line(model:nn.Module, x:Tensor, # the model and the line's start `(
     return LineProbe(s, d.tolist(), ge.flatten(1)[:, d].cpu(), gc.flatten(1)[:, d].cpu(), rho, source, target, grad)
 
 # %% ../nbs/30_crown_restore.ipynb #7606dc59
-class CrownRestoreExplorer:
+from .core import Explorer
+
+class CrownRestoreExplorer(Explorer):
     "Widget: rho, lr and the number of clean images -> the restored trigger (CROWN and exact) and its held-out ASR."
     def __init__(self, model:nn.Module,
                  x_pool:Tensor, # clean images to take the first `n_clean` from
@@ -431,34 +433,26 @@ class CrownRestoreExplorer:
         self.model, self.target, self.x_pool, self.grad, self.ho = model, target, x_pool, grad, (x_heldout, y_heldout)
         self.config = replace(_as_config(config), eval_every=0, image_shape=tuple(x_pool.shape[1:]))
         self.true_trigger, self.device = true_trigger, device
-        self.rho = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description='rho', continuous_update=False)
-        self.lr = W.FloatLogSlider(value=self.config.lr, base=10, min=-3, max=0, step=0.1, description='lr', continuous_update=False)
-        self.n_clean = W.IntSlider(value=0, min=0, max=min(10, len(x_pool)), description='clean images', continuous_update=False)
-        self.info, self.out = W.HTML(), W.Output()
-        for w in (self.rho, self.lr, self.n_clean): w.observe(lambda _: self.update(), 'value')
-        self.box = W.VBox([W.HBox([self.rho, self.lr, self.n_clean]), self.info, self.out])
-        self.update()
+        self.rho = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description='rho')
+        self.lr = W.FloatLogSlider(value=self.config.lr, base=10, min=-3, max=0, step=0.1, description='lr')
+        self.n_clean = W.IntSlider(value=0, min=0, max=min(10, len(x_pool)), description='clean images')
+        self.build([self.rho, self.lr, self.n_clean])
 
-    def update(self):
-        "Re-run both optimizers with the current controls and redraw."
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+    def compute(self)->dict:
+        "Both optimizers (the chosen gradient and exact autograd) with the current controls: `result` and `exact`."
         x = self.x_pool[:self.n_clean.value] if self.n_clean.value else None
         cfg = replace(self.config, rho=self.rho.value, lr=self.lr.value)
         kw = dict(target=self.target, config=cfg, x_heldout=self.ho[0], y_heldout=self.ho[1], device=self.device, progress=False)
-        self.result = restore(self.model, x, grad=self.grad, **kw)
-        self.exact = restore(self.model, x, grad='exact', **kw)
-        fid = lambda r: '' if self.true_trigger is None else f", IoU {r.fidelity(self.true_trigger)['iou']:.2f}"
-        self.info.value = (f"{self.result.method}: ASR <b>{self.result.asr:.3f}</b>{fid(self.result)} ({self.result.seconds:.1f} s); "
-                           f"exact-sgd: ASR <b>{self.exact.asr:.3f}</b>{fid(self.exact)} ({self.exact.seconds:.1f} s)")
-        with self.out:
-            self.out.clear_output(wait=True)
-            imgs = [strength_map(r.trigger)[None] for r in (self.result, self.exact)]
-            xs = self.ho[0][:1]
-            fig = show_images(torch.cat([torch.stack([i / i.max().clamp_min(1e-12) for i in imgs]).expand(-1, xs.shape[1], -1, -1),
-                                         self.result.trigger.apply(xs), self.exact.trigger.apply(xs)]),
-                              [f'{self.result.method} strength', 'exact strength', 'stamped (CROWN)', 'stamped (exact)'], ncols=4, size=1.8)
-            display(fig); plt.close(fig)
+        return {'result': restore(self.model, x, grad=self.grad, **kw), 'exact': restore(self.model, x, grad='exact', **kw)}
 
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)
+    def describe(self)->str:
+        fid = lambda r: '' if self.true_trigger is None else f", IoU {r.fidelity(self.true_trigger)['iou']:.2f}"
+        return (f"{self.result.method}: ASR <b>{self.result.asr:.3f}</b>{fid(self.result)} ({self.result.seconds:.1f} s); "
+                f"exact-sgd: ASR <b>{self.exact.asr:.3f}</b>{fid(self.exact)} ({self.exact.seconds:.1f} s)")
+
+    def figure(self):
+        imgs = [strength_map(r.trigger)[None] for r in (self.result, self.exact)]
+        xs = self.ho[0][:1]
+        return show_images(torch.cat([torch.stack([i / i.max().clamp_min(1e-12) for i in imgs]).expand(-1, xs.shape[1], -1, -1),
+                                      self.result.trigger.apply(xs), self.exact.trigger.apply(xs)]),
+                           [f'{self.result.method} strength', 'exact strength', 'stamped (CROWN)', 'stamped (exact)'], ncols=4, size=1.8)

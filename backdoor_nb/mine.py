@@ -653,7 +653,9 @@ def compare_defenses(model:nn.Module, # the backdoored model (not modified)
     return DefenseComparison(reps, models, interrupted)
 
 # %% ../nbs/60_mine.ipynb #79d7c726
-class TriggerExplorer:
+from .core import Explorer
+
+class TriggerExplorer(Explorer):
     "Widget over a `TriggerDistribution`: level slider + resample button -> a grid of generated triggers with their ASR."
     def __init__(self, dist:TriggerDistribution, model:nn.Module, x:Tensor, y:Tensor, # held-out clean images for the ASR
                  *, n:int=8, # triggers per grid
@@ -662,33 +664,27 @@ class TriggerExplorer:
         check_images(x, 'x'); check_labels(y, name='y', n=len(x))
         self.dist, self.model, self.x, self.y, self.n, self.device = dist, model, x, y, check_int(n, 'n'), device
         self.seed = 0
-        self.level = W.IntSlider(value=len(dist.levels) - 1, min=0, max=len(dist.levels) - 1, description='level',
-                                 continuous_update=False)
+        self.level = W.IntSlider(value=len(dist.levels) - 1, min=0, max=len(dist.levels) - 1, description='level')
         self.button = W.Button(description='resample')
-        self.info, self.out = W.HTML(), W.Output()
-        self.level.observe(lambda _: self.update(), 'value')
         self.button.on_click(self.resample)
-        self.box = W.VBox([W.HBox([self.level, self.button]), self.info, self.out])
-        self.update()
+        self.build([self.level, self.button])
 
     def resample(self, _=None):
         "Draw new triggers at the current level."
         self.seed += 1; self.update()
 
-    def update(self):
-        "Sample `n` triggers of the current level, measure their ASR and redraw."
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-        i = self.level.value; beta = self.dist.betas[i]
-        self.triggers = self.dist.sample(self.n, i, torch.Generator().manual_seed(1000 * self.seed + i))
-        self.asr = attack_success_rate(self.model, self.x, self.y, trigger=_rows(self.triggers), target=self.dist.target, device=self.device)
-        self.info.value = (f"<b>level {i}: beta = {beta:.2f}</b>, sample {self.seed}: mean ASR {self.asr.mean():.3f} "
-                           f"(min {self.asr.min():.3f}), mean pairwise distance {pairwise_distance(self.triggers):.2f}")
-        xs = self.x[self.y != self.dist.target][:self.n].cpu()
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig = show_images(self.triggers.apply(xs), [f"ASR {a:.2f}" for a in self.asr.tolist()], ncols=min(self.n, 8), size=1.3)
-            display(fig); plt.close(fig)
+    def compute(self)->dict:
+        "`n` triggers of the current level and their ASR."
+        i = self.level.value
+        triggers = self.dist.sample(self.n, i, torch.Generator().manual_seed(1000 * self.seed + i))
+        asr = attack_success_rate(self.model, self.x, self.y, trigger=_rows(triggers), target=self.dist.target, device=self.device)
+        return {'triggers': triggers, 'asr': asr}
 
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)
+    def describe(self)->str:
+        i = self.level.value
+        return (f"<b>level {i}: beta = {self.dist.betas[i]:.2f}</b>, sample {self.seed}: mean ASR {self.asr.mean():.3f} "
+                f"(min {self.asr.min():.3f}), mean pairwise distance {pairwise_distance(self.triggers):.2f}")
+
+    def figure(self):
+        xs = self.x[self.y != self.dist.target][:self.n].cpu()
+        return show_images(self.triggers.apply(xs), [f"ASR {a:.2f}" for a in self.asr.tolist()], ncols=min(self.n, 8), size=1.3)

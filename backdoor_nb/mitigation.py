@@ -419,7 +419,9 @@ def repair_demo_step(model:nn.Module, # the backdoored model (not modified)
             'seconds': rep.seconds, 'epochs': cfg.epochs, 'interrupted': rep.interrupted, 'model': model_after}
 
 # %% ../nbs/50_mitigation.ipynb #762f8534
-class PruningExplorer:
+from .core import Explorer
+
+class PruningExplorer(Explorer):
     "Widget over a pruning `RepairReport`: a fraction slider -> clean accuracy and ASR curve with the current point."
     def __init__(self, report:RepairReport, # from `nc_prune` or `fine_pruning`
                  model:Optional[nn.Module]=None): # the unpruned model, for `pruned_model`
@@ -427,12 +429,8 @@ class PruningExplorer:
         if report.curve is None or 'fraction' not in report.curve: raise ValueError("report has no pruning curve")
         self.report, self.model, f = report, model, report.curve['fraction']
         step = min((b - a for a, b in zip(f, f[1:])), default=1.)
-        self.slider = W.FloatSlider(value=report.chosen or 0., min=0., max=f[-1], step=step, readout_format='.1%',
-                                    description='pruned', continuous_update=False)
-        self.info, self.out = W.HTML(), W.Output()
-        self.slider.observe(lambda _: self.update(), 'value')
-        self.box = W.VBox([self.slider, self.info, self.out])
-        self.update()
+        self.slider = W.FloatSlider(value=report.chosen or 0., min=0., max=f[-1], step=step, readout_format='.1%', description='pruned')
+        self.build(self.slider)
 
     @property
     def index(self)->int:
@@ -445,22 +443,14 @@ class PruningExplorer:
         "Metrics at the slider's point (with `fraction` and `n_pruned`)."
         return {k: v[self.index] for k, v in self.report.curve.items()}
 
-    def update(self):
-        "Recompute the numbers and redraw the curve."
-        import matplotlib.pyplot as plt
+    def describe(self)->str:
         c = self.current
-        self.info.value = (f"<b>{c['n_pruned']} units pruned ({c['fraction']:.1%})</b>: " +
-                           ', '.join(f"{_KEYS[k]} {c[k]:.3f}" for k in _KEYS if k in c))
-        with self.out:
-            self.out.clear_output(wait=True)
-            ax = self.report.plot(point=c['fraction'])
-            plt.show(); plt.close(ax.figure)
+        return f"<b>{c['n_pruned']} units pruned ({c['fraction']:.1%})</b>: " + ', '.join(f"{_KEYS[k]} {c[k]:.3f}" for k in _KEYS if k in c)
+
+    def figure(self): return self.report.plot(point=self.current['fraction']).figure
 
     def pruned_model(self)->nn.Module:
         "A copy of the model with the units pruned at the slider's point."
         if self.model is None: raise ValueError("model: pass the unpruned model to PruningExplorer to get pruned models")
         r = self.report
         return prune_units(copy.deepcopy(self.model), r.info['layer'], r.info['order'][:self.current['n_pruned']])
-
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)

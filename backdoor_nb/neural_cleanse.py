@@ -216,7 +216,9 @@ def neural_cleanse(model:nn.Module, # any classifier mapping [0, 1] images to lo
                     list(classes) if classes is not None else None, cfg, run.budget_limited)
 
 # %% ../nbs/20_neural_cleanse.ipynb #07ae0764
-class NCExplorer:
+from .core import Explorer
+
+class NCExplorer(Explorer):
     "Widget over an `NCResult`: a label picker -> that label's trigger, numbers and triggered images."
     def __init__(self, result:NCResult, model:nn.Module, x:Tensor, n:int=8, device=None):
         import ipywidgets as W
@@ -224,27 +226,21 @@ class NCExplorer:
         opts = [(f"{result._name(l)}{' (flagged)' if l in result.flagged else ''}", l) for l in result.labels]
         start = result.flagged[0] if result.flagged else result.labels[0]
         self.label = W.Dropdown(options=opts, value=start, description='label')
-        self.info, self.out = W.HTML(), W.Output()
-        self.label.observe(lambda _: self.update(), 'value')
-        self.box = W.VBox([self.label, self.info, self.out])
-        self.update()
+        self.build(self.label)
 
-    def update(self):
-        "Redraw for the selected label."
-        import matplotlib.pyplot as plt
+    def compute(self)->dict:
+        "The selected label's trigger stamped on the images, and the model's predictions."
+        stamped = self.result.trigger(self.label.value).apply(self.x)
+        return {'stamped': stamped, 'preds': batched_logits(self.model, stamped, device=self.device).argmax(1)}
+
+    def describe(self)->str:
         r, l = self.result, self.label.value
         i = r.labels.index(l)
-        t = r.trigger(l)
-        self.stamped = t.apply(self.x)
-        self.preds = batched_logits(self.model, self.stamped, device=self.device).argmax(1)
         flag = " &mdash; <span style='color:red'>flagged</span>" if l in r.flagged else ''
-        self.info.value = f"<b>label {r._name(l)}</b>: L1 {r.l1[i]:.2f}, ASR {r.asr[i]:.3f}, anomaly index {r.anomaly[i]:.2f}{flag}"
-        C = r.patterns.shape[1]
-        imgs = torch.cat([torch.stack([r.masks[i].expand(C, -1, -1), r.masks[i] * r.patterns[i]]), self.stamped])
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig = show_images(imgs, ['mask', 'mask*pattern'] + [f"pred {int(p)}" for p in self.preds], ncols=len(imgs), size=1.2)
-            plt.show(fig); plt.close(fig)
+        return f"<b>label {r._name(l)}</b>: L1 {r.l1[i]:.2f}, ASR {r.asr[i]:.3f}, anomaly index {r.anomaly[i]:.2f}{flag}"
 
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)
+    def figure(self):
+        r = self.result
+        i, C = r.labels.index(self.label.value), r.patterns.shape[1]
+        imgs = torch.cat([torch.stack([r.masks[i].expand(C, -1, -1), r.masks[i] * r.patterns[i]]), self.stamped])
+        return show_images(imgs, ['mask', 'mask*pattern'] + [f"pred {int(p)}" for p in self.preds], ncols=len(imgs), size=1.2)

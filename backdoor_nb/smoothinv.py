@@ -699,7 +699,9 @@ def show_zoom(res:InversionResult, k:int=8, true_trigger:Optional[Trigger]=None,
                        suptitle=f"zoom: rows {r}-{r + k - 1}, columns {c}-{c + k - 1}")
 
 # %% ../nbs/40_smoothinv.ipynb #aba3b6fe
-class SmoothInvExplorer:
+from .core import Explorer
+
+class SmoothInvExplorer(Explorer):
     "Widget: sigma and eps sliders and a target label -> the synthesized image, its perturbation and its transfer ASR."
     def __init__(self, model:nn.Module, x:Tensor, # the model and one start image
                  *, x_heldout:Tensor, y_heldout:Tensor, # clean images to measure transfer on
@@ -712,34 +714,29 @@ class SmoothInvExplorer:
         self.ho = _labelled(x_heldout, y_heldout, K, needed_by='SmoothInvExplorer')
         self.config = SmoothInvConfig.of({'n_noise': 16, 'steps': 100} if config is None else config)
         e0 = default_eps(tuple(self.x.shape))[0]
-        self.sigma = W.FloatSlider(value=0.25, min=0., max=1., step=0.01, description='sigma', continuous_update=False)
-        self.eps = W.FloatSlider(value=round(e0, 2), min=0.1, max=round(3 * e0, 2), step=0.05, description='eps', continuous_update=False)
+        self.sigma = W.FloatSlider(value=0.25, min=0., max=1., step=0.01, description='sigma')
+        self.eps = W.FloatSlider(value=round(e0, 2), min=0.1, max=round(3 * e0, 2), step=0.05, description='eps')
         opts = [(f"{k}:{classes[k]}" if classes else str(k), k) for k in range(K)]
         self.target = W.Dropdown(options=opts, value=check_label(target, K, 'target'), description='target')
-        self.info, self.out = W.HTML(), W.Output()
-        for w in (self.sigma, self.eps, self.target): w.observe(lambda _: self.update(), 'value')
-        self.box = W.VBox([W.HBox([self.sigma, self.eps, self.target]), self.info, self.out])
-        self.update()
+        self.build([self.sigma, self.eps, self.target])
 
-    def update(self):
-        "Re-run SmoothInv with the current controls and redraw."
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+    def compute(self)->dict:
+        "SmoothInv with the current controls: `result`."
         cfg = replace(self.config, eps=self.eps.value, sigma=self.sigma.value)
-        r = self.result = smoothinv(self.model, self.x, target=self.target.value, config=cfg, perf=self.perf, denoiser=self.denoiser,
-                                    x_heldout=self.ho[0], y_heldout=self.ho[1], snapshots=(), progress=False, device=self.device)
-        self.info.value = (f"<b>target {r.target}</b>: transfer ASR <b>{r.asr:.3f}</b> on {len(self.ho[0])} held-out images; "
-                           f"the model predicts {r.info['pred_synth']} on the synthesized image; "
-                           f"||p|| = {r.history['norm'][-1]:.2f} ({r.seconds:.1f} s)")
+        return {'result': smoothinv(self.model, self.x, target=self.target.value, config=cfg, perf=self.perf, denoiser=self.denoiser,
+                                    x_heldout=self.ho[0], y_heldout=self.ho[1], snapshots=(), progress=False, device=self.device)}
+
+    def describe(self)->str:
+        r = self.result
+        return (f"<b>target {r.target}</b>: transfer ASR <b>{r.asr:.3f}</b> on {len(self.ho[0])} held-out images; "
+                f"the model predicts {r.info['pred_synth']} on the synthesized image; "
+                f"||p|| = {r.history['norm'][-1]:.2f} ({r.seconds:.1f} s)")
+
+    def figure(self):
+        r = self.result
         p = r.info['x_synth'] - r.info['x']
         pv = p / (2 * p.abs().max().clamp_min(1e-12)) + 0.5
-        with self.out:
-            self.out.clear_output(wait=True)
-            fig = show_images(torch.stack([r.info['x'], r.info['x_synth'], pv]), ['start', 'synthesized', 'p (grey = 0)'], ncols=3, size=1.8)
-            display(fig); plt.close(fig)
-
-    def _ipython_display_(self):
-        from IPython.display import display; display(self.box)
+        return show_images(torch.stack([r.info['x'], r.info['x_synth'], pv]), ['start', 'synthesized', 'p (grey = 0)'], ncols=3, size=1.8)
 
 # %% ../nbs/40_smoothinv.ipynb #128a3b12
 def smoothinv_demo_step(model:nn.Module, x:Tensor, y:Tensor, # test images and labels: one start image, the rest held out
