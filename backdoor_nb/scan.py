@@ -417,6 +417,8 @@ def scan(model:nn.Module, # any classifier mapping [0, 1] images `(N, C, H, W)` 
         budgets[n] = b
         if progress: print(f"scan: {n}" + (f" (budget {b:.0f} s)" if b is not None else ''), file=sys.stderr)
         results[n] = DETECTORS[n].fn(model, data, seed=seed, device=device, progress=progress, budget_s=b, **config.get(n, {}))
+        if getattr(results[n], 'interrupted', False):  # Ctrl-C: the verdict from what ran, the rest is not started
+            skipped.update({m: 'not run: the scan was interrupted (Ctrl-C)' for m in names[i + 1:]}); break
     verdict = combine(results, calibrator=calibrator, config=config)
     trig = src = asr = None
     if verdict.backdoored:

@@ -353,6 +353,7 @@ class TargetScan(LabelScan):
     schedule:str='paper' # the `Schedule` the PGD steps were spent under (a key of `SCHEDULES`, or its repr)
     rounds:list=field(default_factory=list) # per round: eps, labels still open, steps, noise copies, their ASR, images measured on
     work:int=0 # image-gradients spent: sum over rounds of labels x steps x noise copies
+    interrupted:bool=False # Ctrl-C stopped the scan: the labels keep the transfer they had, no further round or budget ran
     detector = 'smoothinv'; score_name = 'transfer ASR'
 
     @property
@@ -399,7 +400,7 @@ class TargetScan(LabelScan):
                 f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}, eps {self.eps:.2f}"
                 + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, *_ in self.ladder)})" if len(self.ladder) > 1 else '')
                 + (f"; schedule {self.schedule}, {self.work / 1e3:.0f}k image-gradients" if self.work else '')
-                + (' [budget-limited]' if self.budget_limited else ''))
+                + (' [budget-limited]' if self.budget_limited else '') + (' [interrupted]' if self.interrupted else ''))
 
     def table(self)->str:
         "One line per label: transfer ASR and the final smoothed probability of the label."
@@ -473,7 +474,7 @@ def identify_target(model:nn.Module, # the classifier to scan
     seed, schedule, perf = check_seed(seed), cfg.plan, _perf(perf, IDENTIFY_PERF, dev)
     eps = default_eps(tuple(x.shape))[0] if cfg.eps is None else cfg.eps
     sigma = 0.12 if cfg.sigma is None else cfg.sigma
-    t0, ladder, rounds, limited, work = time.time(), [], [], False, 0
+    t0, ladder, rounds, limited, stopped, work = time.time(), [], [], False, False, 0
     m = inference_copy(model_on(model, dev)) if perf.fast else model  # one copy for every budget, and for the transfer ASR too
     if perf.fast and isinstance(denoiser, nn.Module): denoiser = inference_copy(model_on(denoiser, dev))
     run_perf = replace(perf, fast=False)  # the copy is made
@@ -499,12 +500,13 @@ def identify_target(model:nn.Module, # the classifier to scan
             for key, h in run['history'].items(): hist[key][done:done + ran, open_] = h
             done += ran
             limited = limited or run['inversion'].budget_limited
+            stopped = stopped or run['inversion'].interrupted  # Ctrl-C: measure what the round reached, then stop
             last = r == len(schedule.rounds) - 1
-            on = ho if last or limited else probe
+            on = ho if last or limited or stopped else probe
             ak[open_] = _transfer(m, on, pk[open_], [labels[j] for j in open_], dev)
             rounds.append({'eps': eps, 'round': r, 'labels': [labels[j] for j in open_], 'steps': ran, 'n_noise': n_r,
                            'asr': ak[open_].tolist(), 'on': len(on[0])})
-            if last or limited: break
+            if last or limited or stopped: break
             if budget_s is not None and time.time() - t0 > budget_s: limited = True; break
             nxt, decision = _open_after(schedule, ak, open_, cfg.threshold, done, steps)
             if decision:
@@ -519,13 +521,13 @@ def identify_target(model:nn.Module, # the classifier to scan
         ladder.append((eps, ak, time.time() - t1))
         hit = todo[(ak[todo] >= cfg.threshold)]
         if decision == 'too large': hit = todo[(ak[todo] >= cfg.threshold) | torch.isin(todo, open_)]  # ended early: every open label is rescanned
-        if limited or len(hit) <= 1: break
+        if limited or stopped or len(hit) <= 1: break
         if budget_s is not None and k < cfg.shrink and time.time() - t0 > budget_s: limited = True; break
         todo = hit  # a label that did not transfer at this budget does not at half of it: rescan only those that did
     src = y if y is not None else int(batched_logits(model, x[None], device=dev).argmax(1))
     return TargetScan(labels, asr, p, x.cpu(), src, eps, float(sigma), float(cfg.threshold), time.time() - t0,
                       hist, list(classes) if classes is not None else None, ladder, limited,
-                      next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work)
+                      next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work, stopped)
 
 # %% ../nbs/40_smoothinv.ipynb #1ef72498
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step

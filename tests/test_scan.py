@@ -64,3 +64,12 @@ def test_bad_input(data):
         scan(ToyBackdoor(), (x[y < 3], y[y < 3]), ['dl-tnd'], progress=False)
     with pytest.raises(ValueError, match='do not fit the model'):
         scan(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 6)), data, progress=False)
+
+def test_interrupt_stops_the_scan(data):
+    "Ctrl-C in the first detector: its partial result is kept and the later detectors are reported as not run."
+    from helpers import Interrupting
+    from backdoor_nb.invert import Perf
+    cfg = {'nc': FAST['nc'], 'smoothinv': {**FAST['smoothinv'], 'perf': Perf(fast=False)}}
+    r = scan(Interrupting(ToyBackdoor(target=2), 8), data, config=cfg, progress=False, device='cpu')
+    assert list(r.results) == ['smoothinv'] and r.results['smoothinv'].interrupted
+    assert 'interrupted' in r.skipped['nc']

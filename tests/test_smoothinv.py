@@ -190,3 +190,13 @@ def test_schedule_keeps_a_late_starter():
     # two labels clearly above the threshold end the budget at any round: it is too large
     assert _open_after(sch, torch.tensor([0.7, 0.65] + [0.] * 8), open_, 0.5, 25, 400)[1] == 'too large'
     with pytest.raises(ValueError, match='Schedule.drop_after must be in'): Schedule(rounds=((1., 1.),), drop_after=1.5)
+
+def test_interrupt_stops_the_scan(toy):
+    "Ctrl-C in the first round: the transfer reached so far is measured, no further round or budget runs, the scan says so."
+    from helpers import Interrupting
+    m, x0, xh, yh = toy
+    s = identify_target(Interrupting(m, 8), x0, x_heldout=xh, y_heldout=yh, config=FAST, perf=Perf(fast=False), progress=False, device='cpu')
+    assert s.interrupted and len(s.rounds) == 1 and len(s.ladder) == 1 and '[interrupted]' in repr(s)
+    assert s.rounds[0]['steps'] < FAST['steps'] and torch.isfinite(s.asr).all()
+    full = identify_target(m, x0, x_heldout=xh, y_heldout=yh, config=FAST, perf=Perf(fast=False), progress=False, device='cpu')
+    assert not full.interrupted and len(full.rounds) > 1  # without the Ctrl-C the scan goes on to more rounds or budgets
