@@ -282,6 +282,7 @@ def evaluate_model(entry:ModelEntry, # the model
                 if why is not None: raise ValueError(f"detector {n} needs {why}")
                 try: r = DETECTORS[n].fn(model, data, seed=seed, device=device, progress=progress, **config.get(n, {}))
                 except Exception as e: raise RuntimeError(f"detector {n} failed: {_error(e)}") from None
+                if getattr(r, 'interrupted', False): raise KeyboardInterrupt  # Ctrl-C: a partial answer is neither cached nor counted
                 s = _jsonable(r.summary())
                 if cache_dir is not None: _cache_put(_cache_path(cache_dir, keys[n]['weights_sha256'], n, keys[n]['config_hash']), keys[n], s)
                 row['detectors'][n] = s; row['ran'].append(n)

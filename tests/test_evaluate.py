@@ -152,3 +152,18 @@ def test_cli_bad_input(zoo, csv, args, msg):
 def test_cli_missing_manifest(tmp_path):
     r = run('evaluate', tmp_path / 'none.csv')
     assert r.returncode == 2 and 'no such file or folder' in r.stderr
+
+def test_interrupted_result_is_not_cached(zoo, tmp_path):
+    "Ctrl-C inside a detector stops the model's task; the partial answer is not written to the cache, so a rerun redoes it."
+    from backdoor_nb.evaluate import evaluate_model
+    from backdoor_nb.scan import DETECTORS, register_detector
+    from backdoor_nb.neural_cleanse import neural_cleanse
+    from helpers import Interrupting
+    @register_detector('nc-ctrl-c', needs='20 images', missing=lambda d, k: None, cost=0.1, default=False)
+    def ctrl_c(model, data, *, seed=0, device=None, progress=True, budget_s=None, **cfg):
+        return neural_cleanse(Interrupting(model, 5), data.x[:20], config=dict(max_steps=40), progress=False, device=device, seed=seed)
+    try:
+        entry = read_manifest(zoo)[0]
+        with pytest.raises(KeyboardInterrupt): evaluate_model(entry, ['nc-ctrl-c'], cache_dir=tmp_path)
+        assert not list(tmp_path.rglob('*.json'))
+    finally: DETECTORS.pop('nc-ctrl-c')
