@@ -212,7 +212,8 @@ def dl_tnd(model:nn.Module, # any classifier mapping [0, 1] images to logits
                           progress=progress, budget_s=left())  # universal
     pred = batched_logits(model, x, device=device).argmax(1)
     pm, pp, per = per_image_triggers(model, x, labels=labels, skip=[(int(a), int(b)) for a, b in zip(y, pred)], config=cfg.nc(1.0),
-                                     objective=hinge, perf=perf, seed=seed, device=device, progress=progress, budget_s=left())
+                                     objective=hinge, perf=perf, seed=seed, device=device, progress=progress,
+                                     budget_s=1e-3 if u.interrupted else left())  # after a Ctrl-C: one step, to score what there is
     lay = resolve_layer(model, x[:1], layer, device=device)
     L, N = len(labels), len(x)
     xs = x.repeat(L, 1, 1, 1)  # every image once per label: one batched pass per kind of perturbation

@@ -98,3 +98,12 @@ def test_df_tnd_finds_the_target(toy):
     r = df_tnd(toy, (1, 14, 14), progress=False, device='cpu')
     assert TARGET in r.flagged and r.top == TARGET
     assert r.score[TARGET] == r.score.max()
+
+def test_interrupt_stops_both_stages(toy, one):
+    "Ctrl-C in the universal stage: the per-image stage only takes one step, and the result says it was interrupted."
+    from helpers import Interrupting
+    full = Interrupting(toy, 10 ** 9)
+    dl_tnd(full, one.x, one.y, config=dict(max_steps=20), progress=False, device='cpu')
+    cut = Interrupting(toy, 8)
+    r = dl_tnd(cut, one.x, one.y, config=dict(max_steps=20), progress=False, device='cpu')
+    assert r.interrupted and torch.isfinite(r.score).all() and cut.n < full.n / 2
