@@ -609,6 +609,7 @@ def pretrained_denoiser(name:str, # data set name, part of the cache file name: 
     if not retrain and path.with_name(path.name + '.json').exists():
         return load_model(path, DnCNN(x.shape[1], **arch), device=device)[0].eval()
     model, hist = train_denoiser(x, sigmas=sigmas, device=device, progress=progress, **kwargs)
+    if hist.interrupted: raise KeyboardInterrupt(f"pretrained_denoiser: interrupted while training {name!r} (not cached)")
     save_model(model, path, input_shape=list(x.shape[1:]), meta={'denoiser': cfg, 'loss': hist.last.get('loss')})
     return model.to(get_device(device))
 

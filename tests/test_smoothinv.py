@@ -200,3 +200,11 @@ def test_interrupt_stops_the_scan(toy):
     assert s.rounds[0]['steps'] < FAST['steps'] and torch.isfinite(s.asr).all()
     full = identify_target(m, x0, x_heldout=xh, y_heldout=yh, config=FAST, perf=Perf(fast=False), progress=False, device='cpu')
     assert not full.interrupted and len(full.rounds) > 1  # without the Ctrl-C the scan goes on to more rounds or budgets
+
+def test_interrupted_denoiser_is_not_cached(tmp_path, monkeypatch):
+    "Ctrl-C while the denoiser trains: nothing half-trained is written to the cache (the next call trains it again)."
+    import backdoor_nb.models as M
+    monkeypatch.setattr(M, 'train', lambda model, data, **kw: M.History(interrupted=True))
+    with pytest.raises(KeyboardInterrupt, match='not cached'):
+        pretrained_denoiser('tiny', torch.rand(8, 1, 8, 8), cache_dir=tmp_path, progress=False, device='cpu')
+    assert not list(tmp_path.iterdir())
