@@ -77,52 +77,66 @@ def _identify_ref(js):
     rows = [[r['dataset'], r['model'], r['truth'], fmt(r['halving']), fmt(r['paper']), ok(r['same'])] for r in js['rows']]
     return md(['data', 'model', 'truth', 'halving: verdict (ASR, s, work)', 'paper setting', 'same'], rows) + source(js, 'identify_mnist.json')
 
-@table('neural-cleanse', 'neural_cleanse_mnist.json')
-def _nc(js):
-    if js is None: return '(no results yet)'
-    rows = [[r['ds'], r['name'], r['target'] if r['backdoored'] else '–', labels(r['flagged']), f2(r['score']), f2(r['target_index']),
-             f"{r['steps']:.0f}", r['unreached'], f"{r['seconds']:.1f}", ok(r['ok'])] for r in js['rows']]
-    sp = js.get('speed') or {}
-    return (md(['data', 'model', 'target', 'flagged', 'max anomaly', 'target index', 'mean steps', 'unreached', 's', 'right'], rows)
-            + f"\n\nAUROC of the max anomaly index: {js['auroc']:.3f} over {len(rows)} models"
-            + (f"; {sp['steps']} steps of all labels batched {sp['batched_s']:.1f} s vs one label at a time {sp['sequential_s']:.1f} s"
-               if sp else '') + source(js, 'neural_cleanse_mnist.json'))
+def _present(name, runs):
+    "(file name, loaded JSON) of the files of table `name` that exist."
+    return [(f, js) for f, js in zip(TABLES[name][0], runs) if js is not None]
 
-@table('tnd', 'tnd_mnist.json')
-def _tnd(js):
-    if js is None: return '(no results yet)'
+@table('neural-cleanse', 'neural_cleanse_mnist.json', 'neural_cleanse_cifar10.json')
+def _nc(*runs):
+    got = _present('neural-cleanse', runs)
+    if not got: return '(no results yet)'
+    rows, notes = [], []
+    for f, js in got:
+        rows += [[r['ds'], r['name'], r['target'] if r['backdoored'] else '–', labels(r['flagged']), f2(r['score']), f2(r['target_index']),
+                  f"{r['steps']:.0f}", r['unreached'], f"{r['seconds']:.1f}", ok(r['ok'])] for r in js['rows']]
+        sp = js.get('speed') or {}
+        n = len(js['rows'])
+        notes.append((f"{js['rows'][0]['ds']}: AUROC of the max anomaly index {f2(js.get('auroc'), 3)} over {n} models" if n > 1 else '')
+                     + (f"; {sp['steps']} steps of all labels batched {sp['batched_s']:.1f} s vs one label at a time {sp['sequential_s']:.1f} s"
+                        if sp else '') + source(js, f))
+    return (md(['data', 'model', 'target', 'flagged', 'max anomaly', 'target index', 'mean steps', 'unreached', 's', 'right'], rows)
+            + ''.join('\n\n' + n.lstrip('; ') for n in notes))
+
+@table('tnd', 'tnd_mnist.json', 'tnd_cifar10.json')
+def _tnd(*runs):
+    got = _present('tnd', runs)
+    if not got: return '(no results yet)'
     import statistics
-    dets = [k for k in ('DL-TND', 'DF-TND', 'NC') if any(r.get(k) for r in js['rows'])]
+    dets = [k for k in ('DL-TND', 'DF-TND', 'NC') if any(r.get(k) for _, js in got for r in js['rows'])]
     cell = lambda d: '–' if not d else f"{labels(d['flagged'])} ({d['score']:.2f}){'' if d['ok'] is not False else ' ✗'}"
-    rows = [[r['ds'], r['name'], r['target'] if r['backdoored'] else '–'] + [cell(r.get(k)) for k in dets] for r in js['rows']]
+    rows = [[r['ds'], r['name'], r['target'] if r['backdoored'] else '–'] + [cell(r.get(k)) for k in dets] for _, js in got for r in js['rows']]
     summary = []
-    for k in dets:
-        rs = [r for r in js['rows'] if r.get(k)]
-        bd = [r for r in rs if r['backdoored'] and r['target'] is not None]; cl = [r for r in rs if not r['backdoored']]
-        summary.append([k, js['auroc'].get(k), f"{sum(r['target'] in r[k]['flagged'] for r in bd)} / {len(bd)}",
-                        f"{sum(bool(r[k]['flagged']) for r in cl)} / {len(cl)}", f"{statistics.median(r[k]['seconds'] for r in rs):.1f}"])
-    summary += [[k, v, '', '', ''] for k, v in js['auroc'].items() if k not in dets]
+    for f, js in got:
+        ds = js['rows'][0]['ds']
+        for k in dets:
+            rs = [r for r in js['rows'] if r.get(k)]
+            if not rs: continue
+            bd = [r for r in rs if r['backdoored'] and r['target'] is not None]; cl = [r for r in rs if not r['backdoored']]
+            summary.append([f"{k} ({ds})", js['auroc'].get(k) if len(rs) > 1 else '–', f"{sum(r['target'] in r[k]['flagged'] for r in bd)} / {len(bd)}",
+                            f"{sum(bool(r[k]['flagged']) for r in cl)} / {len(cl)}", f"{statistics.median(r[k]['seconds'] for r in rs):.1f}"])
+        summary += [[f"{k} ({ds})", v, '', '', ''] for k, v in js['auroc'].items() if k not in dets and len(js['rows']) > 1]
     return (md(['data', 'model', 'target'] + [f"{k}: flagged (max index)" for k in dets], rows)
             + '\n\n✗: a clean model flagged or a target missed.\n\n'
-            + md(['detector', f"AUROC over the {len(js['rows'])} models", 'target flagged (single-target models)',
-                  'clean models flagged', 's per model (median)'], summary)
-            + source(js, 'tnd_mnist.json'))
+            + md(['detector', 'AUROC', 'target flagged (single-target models)', 'clean models flagged', 's per model (median)'], summary)
+            + ''.join(source(js, f) for f, js in got))
 
-@table('mitigation', 'mitigation_mnist.json')
-def _mitigation(js):
-    if js is None: return '(no results yet)'
+@table('mitigation', 'mitigation_mnist.json', 'mitigation_cifar10.json')
+def _mitigation(*runs):
+    got = _present('mitigation', runs)
+    if not got: return '(no results yet)'
     rows = [[r['ds'], r['name'], r['method'], f2(r['acc0'], 3), f2(r['asr0'], 3), f2(r['acc'], 3), f2(r['asr'], 3), f"{r['sec']:.1f}",
-             ok(r['ok']), r.get('extra') or ''] for r in js['rows']]
+             ok(r['ok']), r.get('extra') or ''] for _, js in got for r in js['rows']]
     return md(['data', 'model', 'repair', 'acc before', 'ASR before', 'acc after', 'ASR after', 's', 'target met', 'note'], rows) + \
-        source(js, 'mitigation_mnist.json')
+        ''.join(source(js, f) for f, js in got)
 
-@table('crown-restore', 'crown_restore_mnist.json')
-def _crown(runs):
-    if runs is None: return '(no results yet)'
+@table('crown-restore', 'crown_restore_mnist.json', 'crown_restore_cifar10.json')
+def _crown(*runs):
+    got = _present('crown-restore', runs)
+    if not got: return '(no results yet)'
     rows = [[r['ds'], r['model'], r['seed'], r['n_clean'], r['grad'], f2(r['asr'], 3), f2(r['iou']), f2(r['true_asr'], 3), f"{r['seconds']:.1f}"]
-            for r in runs]
+            for _, js in got for r in js]
     return md(['data', 'model', 'seed', 'clean images', 'gradient', 'restored ASR', 'mask IoU', 'true trigger ASR', 's'], rows) + \
-        "\n\n<sub>from `benchmarks/results/crown_restore_mnist.json`</sub>"
+        ''.join(f"\n\n<sub>from `benchmarks/results/{f}`</sub>" for f, _ in got)
 
 @table('mine', 'mine_mnist.json')
 def _mine(runs):
