@@ -18,6 +18,7 @@ from .core import (BadInput, Trigger, get_device, check_images, check_labels, ch
                               check_seed, check_bool, check_model, check_device, check_callable, accuracy, attack_success_rate, batched_logits, show_images)
 from .models import (ARCHS, build_model, train, save_model, load_model, cross_entropy_loss,
                                 check_classes, check_input_shape)
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['CORNERS', 'RECIPES', 'DATASETS', 'ZOO_VERSION', 'PREVIEW_PATCHES', 'solid_patch', 'checkerboard_patch',
@@ -744,8 +745,6 @@ def model_zoo(dataset:str='digits', # a key of `DATASETS`
     return out
 
 # %% ../nbs/10_attacks.ipynb #35156cba
-from .core import Explorer
-
 PREVIEW_PATCHES = {
     'square': lambda s, C: solid_patch(s, 1., C),
     'checkerboard': lambda s, C: checkerboard_patch(s, C),

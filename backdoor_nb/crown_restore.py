@@ -20,6 +20,7 @@ from .invert import invert, Perf, MaskPattern, Additive, WeightedMargin, Fixed, 
 from .lirpa import (load_lirpa, bound_model, margin_matrix, other_classes, UnsupportedModelError,
                                input_name, unsupported_error, lirpa_log_level)
 from .models import Normalize
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'SIDES', 'GRADIENTS', 'STARTS', 'KINDS', 'rho_schedule', 'exact_gradient', 'crown_gradient', 'split_model',
@@ -416,8 +417,6 @@ def gradient_line(model:nn.Module, x:Tensor, # the model and the line's start `(
     return LineProbe(s, d.tolist(), ge.flatten(1)[:, d].cpu(), gc.flatten(1)[:, d].cpu(), rho, source, target, grad)
 
 # %% ../nbs/30_crown_restore.ipynb #7606dc59
-from .core import Explorer
-
 class CrownRestoreExplorer(Explorer):
     "Widget: rho, lr and the number of clean images -> the restored trigger (CROWN and exact) and its held-out ASR."
     def __init__(self, model:nn.Module,

@@ -16,6 +16,7 @@ from .core import (Trigger, InversionResult, BadInput, get_device, check_images,
                               check_real, check_positive, check_int, check_choice, check_seed, register_type, eval_mode, frozen,
                               model_on, predict, accuracy, as_sampler, attack_success_rate, show_images, strength_map)
 from .invert import invert, Inversion, Perf, MaskPattern, Fixed, Adam, Feed, SQUASH
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['RESAMPLE', 'check_beta', 'staircase_betas', 'scaled_window', 'check_region', 'place_parts', 'window_trigger',
@@ -653,8 +654,6 @@ def compare_defenses(model:nn.Module, # the backdoored model (not modified)
     return DefenseComparison(reps, models, interrupted)
 
 # %% ../nbs/60_mine.ipynb #79d7c726
-from .core import Explorer
-
 class TriggerExplorer(Explorer):
     "Widget over a `TriggerDistribution`: level slider + resample button -> a grid of generated triggers with their ASR."
     def __init__(self, dist:TriggerDistribution, model:nn.Module, x:Tensor, y:Tensor, # held-out clean images for the ASR

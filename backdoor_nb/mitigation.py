@@ -17,6 +17,7 @@ from .core import (BadInput, Trigger, attack_success_rate, as_sampler, get_devic
                               eval_mode, batched_logits, make_config, register_type)
 from .layers import (CHANNELWISE, DEFAULT_LAYERS, trace_layers, Layer, resolve_layer, tap, unit_activations,
                                 unit_masks, prune_units, frozen_zeros)
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['RepairReport', 'FilterConfig', 'InputFilter', 'nc_filter', 'PruneConfig', 'nc_prune', 'UnlearnConfig',
@@ -419,8 +420,6 @@ def repair_demo_step(model:nn.Module, # the backdoored model (not modified)
             'seconds': rep.seconds, 'epochs': cfg.epochs, 'interrupted': rep.interrupted, 'model': model_after}
 
 # %% ../nbs/50_mitigation.ipynb #762f8534
-from .core import Explorer
-
 class PruningExplorer(Explorer):
     "Widget over a pruning `RepairReport`: a fraction slider -> clean accuracy and ASR curve with the current point."
     def __init__(self, report:RepairReport, # from `nc_prune` or `fine_pruning`

@@ -15,6 +15,7 @@ from .core import (Trigger, get_device, check_images, check_labels, check_label,
                               check_int, check_bool, check_seed, batched_logits, attack_success_rate, show_images, mask_overlap,
                               stack_triggers, LabelScan, register_type, make_config)
 from .invert import invert, Inversion, MaskPattern, NCSchedule, Adam, Feed, CrossEntropy, Perf
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['NCConfig', 'anomaly_index', 'flag_outliers', 'optimize_triggers', 'NCResult', 'neural_cleanse', 'NCExplorer']
@@ -216,8 +217,6 @@ def neural_cleanse(model:nn.Module, # any classifier mapping [0, 1] images to lo
                     list(classes) if classes is not None else None, cfg, run.budget_limited)
 
 # %% ../nbs/20_neural_cleanse.ipynb #07ae0764
-from .core import Explorer
-
 class NCExplorer(Explorer):
     "Widget over an `NCResult`: a label picker -> that label's trigger, numbers and triggered images."
     def __init__(self, result:NCResult, model:nn.Module, x:Tensor, n:int=8, device=None):

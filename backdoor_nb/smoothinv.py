@@ -18,6 +18,7 @@ from .core import (LabelScan, register_type, Trigger, InversionResult, get_devic
                               check_model, check_real, check_positive, check_int, check_seed, check_choice, eval_mode,
                               inference_copy, model_on, model_device, batched_logits, attack_success_rate, show_images, strength_map)
 from .invert import invert, Perf, Additive, CrossEntropy, PGD, Fixed
+from .core import Explorer
 
 # %% auto #0
 __all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SCHEDULES', 'SMOOTHINV_PERF', 'IDENTIFY_PERF', 'SNAPSHOTS',
@@ -702,8 +703,6 @@ def show_zoom(res:InversionResult, k:int=8, true_trigger:Optional[Trigger]=None,
                        suptitle=f"zoom: rows {r}-{r + k - 1}, columns {c}-{c + k - 1}")
 
 # %% ../nbs/40_smoothinv.ipynb #aba3b6fe
-from .core import Explorer
-
 class SmoothInvExplorer(Explorer):
     "Widget: sigma and eps sliders and a target label -> the synthesized image, its perturbation and its transfer ASR."
     def __init__(self, model:nn.Module, x:Tensor, # the model and one start image
