@@ -144,7 +144,7 @@ def nc_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, prog
                           classes=data.classes, perf=perf, device=device, progress=progress, seed=seed, budget_s=budget_s)
 
 @register_detector('smoothinv', needs='one clean start image and 500 labelled held-out images to measure transfer',
-                   missing=_need(2, labels=True), cost=0.25, weight=2.)
+                   missing=_need(2, labels=True), cost=0.25, weight=2., version=2)  # 2: the concentration test
 def smoothinv_detector(model:nn.Module, data:ScanData, *, seed:int=0, device=None, progress:bool=True,
                        budget_s:Optional[float]=None,
                        n_heldout:int=500, # labelled images after the start image, to measure transfer

@@ -16,16 +16,17 @@ from torch import Tensor, nn
 
 from .core import (LabelScan, register_type, Trigger, InversionResult, get_device, check_images, check_labels, check_label,
                               check_model, check_real, check_positive, check_int, check_seed, check_choice, eval_mode,
-                              inference_copy, model_on, model_device, batched_logits, attack_success_rate, show_images, strength_map)
+                              inference_copy, model_on, model_device, batched_logits, accuracy, attack_success_rate, show_images, strength_map)
 from .invert import invert, Perf, Additive, CrossEntropy, PGD, Fixed
 from .core import Explorer
 
 # %% auto #0
 __all__ = ['PAPER_SIGMAS', 'PAPER_EPS', 'PAPER_SHAPE', 'EPS_RULES', 'SCHEDULES', 'SMOOTHINV_PERF', 'IDENTIFY_PERF', 'SNAPSHOTS',
-           'NC_SINGLE', 'scale_eps', 'default_eps', 'Smoothed', 'smoothed_predict', 'Schedule', 'SmoothInvConfig',
-           'smoothinv', 'plainadv', 'smoothinv_sweep', 'TargetScan', 'identify_target', 'nc_single_image', 'DnCNN',
-           'denoise_loss', 'train_denoiser', 'pretrained_denoiser', 'SanityTable', 'smoothing_sanity',
-           'show_progression', 'show_pairs', 'zoom_window', 'show_zoom', 'SmoothInvExplorer', 'smoothinv_demo_step']
+           'CANDIDATES', 'GAP', 'NC_SINGLE', 'scale_eps', 'default_eps', 'Smoothed', 'smoothed_predict', 'Schedule',
+           'SmoothInvConfig', 'smoothinv', 'plainadv', 'smoothinv_sweep', 'TargetScan', 'concentrate',
+           'identify_target', 'nc_single_image', 'DnCNN', 'denoise_loss', 'train_denoiser', 'pretrained_denoiser',
+           'SanityTable', 'smoothing_sanity', 'show_progression', 'show_pairs', 'zoom_window', 'show_zoom',
+           'SmoothInvExplorer', 'smoothinv_demo_step']
 
 # %% ../nbs/40_smoothinv.ipynb #711ed3ed
 PAPER_SIGMAS = (0.12, 0.25, 0.5, 1.0) # noise levels of the paper's sweep
@@ -180,6 +181,8 @@ class SmoothInvConfig:
     threshold:float=0.5 # identification: transfer ASR from which a label counts as transferring
     shrink:int=3 # identification: times the budget is halved while more than one label transfers (0: one budget)
     schedule:object='halving' # identification: how the steps are spent over labels, a `Schedule` or a key of `SCHEDULES`
+    concentrate:float=0.1 # identification's concentration test: share of pixels each perturbation keeps (its largest); 0: no test
+    concentrated:float=0.4 # ... a label whose concentrated perturbation still transfers this well, alone, is flagged
 
     def __post_init__(self):
         if self.eps is not None: check_positive(self.eps, 'eps')
@@ -187,6 +190,7 @@ class SmoothInvConfig:
         check_int(self.n_noise, 'n_noise'); check_int(self.steps, 'steps')
         if self.step_size is not None: check_positive(self.step_size, 'step_size')
         check_real(self.threshold, 'threshold', 0, 1, lo_open=True); check_int(self.shrink, 'shrink', lo=0)
+        check_real(self.concentrate, 'concentrate', 0, 1, hi_open=True); check_real(self.concentrated, 'concentrated', 0, 1, lo_open=True)
         if isinstance(self.schedule, str): check_choice(self.schedule, 'schedule', SCHEDULES)
         elif not isinstance(self.schedule, Schedule): raise TypeError(f"schedule must be a Schedule or a key of SCHEDULES, got {type(self.schedule).__name__}")
 
@@ -355,6 +359,9 @@ class TargetScan(LabelScan):
     rounds:list=field(default_factory=list) # per round: eps, labels still open, steps, noise copies, their ASR, images measured on
     work:int=0 # image-gradients spent: sum over rounds of labels x steps x noise copies
     interrupted:bool=False # Ctrl-C stopped the scan: the labels keep the transfer they had, no further round or budget ran
+    candidates:list=field(default_factory=list) # labels of the concentration test: those that transferred at the smallest budget where several did
+    concentrated_asr:list=field(default_factory=list) # their transfer ASR with each perturbation kept on its largest pixels only
+    decided_by:str='transfer' # 'transfer': one label transfers at the final budget; 'concentration': the concentration test decided
     detector = 'smoothinv'; score_name = 'transfer ASR'
 
     @property
@@ -367,24 +374,27 @@ class TargetScan(LabelScan):
     def flagged(self)->list: return [self.target] if self.backdoored else []
     @property
     def top(self)->int: return self.target
+    @property
+    def concentrated(self)->bool: return self.decided_by == 'concentration'
     def trigger(self, label:int)->Trigger:
         "The perturbation synthesized toward `label`, as an additive `Trigger`."
         return Trigger(delta=self.perturbations[self.labels.index(label)], name=f"smoothinv -> {label}")
 
     @property
     def target(self)->int:
-        "The label whose perturbation transfers best: the identified target."
+        "The label whose perturbation transfers best (or, when the concentration test decided, whose concentrated one does): the identified target."
+        if self.concentrated: return self.candidates[int(torch.tensor(self.concentrated_asr).argmax())]
         return self.labels[int(self.asr.argmax())]
     @property
-    def target_asr(self)->float: return self.asr.max().item()
+    def target_asr(self)->float: return self.asr[self.labels.index(self.target)].item()
     @property
     def backdoored(self)->bool:
-        "True when exactly one label's transfer ASR reaches the threshold (several: the budget admits universal perturbations)."
-        return int((self.asr >= self.threshold).sum()) == 1
+        "True when exactly one label's transfer ASR reaches the threshold (several: the budget admits universal perturbations), or the concentration test picked one."
+        return self.concentrated or int((self.asr >= self.threshold).sum()) == 1
     @property
     def margin(self)->float:
-        "Best minus second-best transfer ASR."
-        a = self.asr.sort(descending=True).values
+        "Best minus second-best transfer ASR (of the concentrated perturbations when the concentration test decided)."
+        a = (torch.tensor(self.concentrated_asr) if self.concentrated else self.asr).sort(descending=True).values
         return (a[0] - a[1]).item() if len(a) > 1 else a[0].item()
 
     def result(self, label:int)->InversionResult:
@@ -401,6 +411,8 @@ class TargetScan(LabelScan):
                 f"{'backdoored' if self.backdoored else 'not backdoored'} at threshold {self.threshold}, eps {self.eps:.2f}"
                 + (f" (budgets scanned: {', '.join(f'{e:.2f}' for e, *_ in self.ladder)})" if len(self.ladder) > 1 else '')
                 + (f"; schedule {self.schedule}, {self.work / 1e3:.0f}k image-gradients" if self.work else '')
+                + (f"; concentrated: {', '.join(f'{self._name(l)} {a:.2f}' for l, a in zip(self.candidates, self.concentrated_asr))}"
+                   + (' (decided)' if self.concentrated else '') if self.candidates else '')
                 + (' [budget-limited]' if self.budget_limited else '') + (' [interrupted]' if self.interrupted else ''))
 
     def table(self)->str:
@@ -451,12 +463,25 @@ def _transfer(model, ho, p, targets, dev)->Tensor:
     "Transfer ASR of each perturbation `p[i]` toward `targets[i]` on the labelled images `ho` (`core.attack_success_rate`)."
     return attack_success_rate(model, *ho, trigger=[Trigger(delta=d) for d in p], target=[int(t) for t in targets], device=dev).float()
 
+CANDIDATES = 5 # labels whose PGD the concentration test finishes, at most (those that concentrate best on the probe images)
+GAP = 0.1 # the concentration test flags a label only when every other candidate is this far below `concentrated`
+
+def concentrate(delta:Tensor, # perturbations `(..., C, H, W)`
+                frac:float, # share of the pixels each keeps
+               )->Tensor:
+    "Each perturbation kept on its `frac` share of pixels with the most energy (summed over channels), zero elsewhere."
+    check_real(frac, 'frac', 0, 1, lo_open=True)
+    if delta.ndim < 3: raise ValueError(f"delta must be (..., C, H, W), got shape {tuple(delta.shape)}")
+    e = delta.pow(2).sum(-3).flatten(-2)  # (..., H*W)
+    keep = torch.zeros_like(e).scatter_(-1, e.topk(max(1, round(frac * e.shape[-1])), -1).indices, 1.)
+    return delta * keep.view(*delta.shape[:-3], 1, *delta.shape[-2:])
+
 def identify_target(model:nn.Module, # the classifier to scan
                     x:Tensor, # one clean image `(C, H, W)`
                     y:Optional[int]=None, # its label, when known (the scan's `source`; default: the model's prediction)
                     *, x_heldout:Tensor, y_heldout:Tensor, # clean images (and labels) to measure transfer on
                     labels:Optional[Sequence[int]]=None, # labels to scan (default: all)
-                    config=None, # `SmoothInvConfig` or a dict of its fields: eps (the ladder's first budget; default the paper's 5, scaled), sigma (0.12), n_noise, steps, threshold, shrink, schedule
+                    config=None, # `SmoothInvConfig` or a dict of its fields: eps (the ladder's first budget; default the paper's 5, scaled), sigma (0.12), n_noise, steps, threshold, shrink, schedule, concentrate, concentrated
                     perf:Optional[Perf]=None, # default `IDENTIFY_PERF`: bfloat16 on the inference copy
                     denoiser:Optional[Callable]=None,
                     classes:Optional[Sequence[str]]=None, # class names for display
@@ -485,6 +510,7 @@ def identify_target(model:nn.Module, # the classifier to scan
     probe = (ho[0][:schedule.probe], ho[1][:schedule.probe])
     left = lambda: None if budget_s is None else max(budget_s - (time.time() - t0), 1e-3)
     todo = torch.arange(L)  # labels scanned at this budget: all at first, then those that transferred at the previous one
+    wide = None  # the smallest budget at which several labels transferred: (eps, perturbations, ASR, those labels, steps run)
     for k in range(cfg.shrink + 1):
         if k: eps = eps / 2
         t1, open_, done, decision = time.time(), todo, 0, ''
@@ -522,13 +548,38 @@ def identify_target(model:nn.Module, # the classifier to scan
         ladder.append((eps, ak, time.time() - t1))
         hit = todo[(ak[todo] >= cfg.threshold)]
         if decision == 'too large': hit = todo[(ak[todo] >= cfg.threshold) | torch.isin(todo, open_)]  # ended early: every open label is rescanned
+        if len(hit) >= 2: wide = (eps, pk.clone(), ak.clone(), hit, done)
         if limited or stopped or len(hit) <= 1: break
         if budget_s is not None and k < cfg.shrink and time.time() - t0 > budget_s: limited = True; break
         todo = hit  # a label that did not transfer at this budget does not at half of it: rescan only those that did
+    cands, conc, decided = [], [], 'transfer'
+    if cfg.concentrate > 0 and wide is not None and not (limited or stopped) and int((asr >= cfg.threshold).sum()) != 1:
+        we, wp, wa, hit0, wdone = wide; hit = hit0  # no single label at the end, but several transferred at `we`: is one of them a small patch?
+        if wdone < steps:  # that budget ended early ("too large"): finish the steps of the few that concentrate best so far
+            pre = _transfer(m, probe, concentrate(wp[hit], cfg.concentrate), [labels[j] for j in hit], dev)
+            hit = hit[pre.argsort(descending=True, stable=True)[:CANDIDATES]]
+            n_c = max(1, round(schedule.rounds[0][1] * cfg.n_noise))
+            run = _pgd(m, x, [labels[j] for j in hit], we, sigma, n_noise=n_c, steps=steps - wdone, denoiser=denoiser,
+                       perf=run_perf, seed=seed + len(schedule.rounds), start=wp[hit], progress=progress, device=dev, budget_s=left(),
+                       desc=f'scan: concentration test, {len(hit)} labels at eps {we:.3g}')
+            ran = len(run['history']['loss']); wp[hit] = run['p']; work += len(hit) * ran * n_c
+            limited, stopped = limited or run['inversion'].budget_limited, stopped or run['inversion'].interrupted
+            wa[hit] = _transfer(m, ho, wp[hit], [labels[j] for j in hit], dev)
+        cand = hit[wa[hit] >= cfg.threshold]
+        if len(cand):
+            ca = _transfer(m, ho, concentrate(wp[cand], cfg.concentrate), [labels[j] for j in cand], dev)
+            cands, conc = [labels[j] for j in cand], ca.tolist()
+            rounds.append({'eps': we, 'round': 'concentration', 'labels': cands, 'steps': steps - wdone, 'n_noise': n_c if wdone < steps else 0,
+                           'asr': conc, 'on': len(ho[0])})
+            one = ca >= cfg.concentrated
+            if int(one.sum()) == 1 and bool((ca[~one] < cfg.concentrated - GAP).all()) and not stopped:  # one label's works from a few pixels
+                decided, eps = 'concentration', we
+                asr[hit0], p[hit0] = wa[hit0], wp[hit0]  # the scan's result is that budget's
     src = y if y is not None else int(batched_logits(model, x[None], device=dev).argmax(1))
     return TargetScan(labels, asr, p, x.cpu(), src, eps, float(sigma), float(cfg.threshold), time.time() - t0,
                       hist, list(classes) if classes is not None else None, ladder, limited,
-                      next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work, stopped)
+                      next((n for n, s in SCHEDULES.items() if s == schedule), repr(schedule)), rounds, work, stopped,
+                      candidates=cands, concentrated_asr=conc, decided_by=decided)
 
 # %% ../nbs/40_smoothinv.ipynb #1ef72498
 NC_SINGLE = dict(batch_size=1, samples_per_step=1, max_steps=500) # one image per mini-batch, one mini-batch per NC step
@@ -646,21 +697,23 @@ def smoothing_sanity(model:nn.Module, x:Tensor, y:Tensor, # clean images and lab
                      sigmas:Sequence[float]=(0.,) + PAPER_SIGMAS,
                      denoisers:Optional[dict]=None, # `{name: T}`; default `{'w/o': None}`
                      n_noise:int=40, perf:Optional[Perf]=None, seed:int=0, device=None)->SanityTable:
-    "Clean accuracy and ASR of the smoothed classifier `G` for each sigma and each transformation T."
+    "Clean accuracy and ASR (`core.accuracy`, `core.attack_success_rate` on the `Smoothed` model) of `G` for each sigma and each transformation T; one noise draw serves every image of a setting."
     check_images(x); K = check_model(model, x)
     y = check_labels(y, K, 'y', n=len(x)); target = check_label(target, K, 'target')
     sigmas = [check_positive(s, 'sigma', strict=False) for s in sigmas]
     denoisers = {'w/o': None} if denoisers is None else dict(denoisers)
-    keep = y != target
-    if not keep.any(): raise ValueError("every image in x already belongs to the target class")
-    tr = trigger[keep] if trigger.batched else trigger
+    if not (y != target).any(): raise ValueError("every image in x already belongs to the target class")
+    perf, dev = perf or Perf(), get_device(device)
+    base = inference_copy(model_on(model, dev)) if perf.fast else model_on(model, dev)
     rows = {}
     for name, T in denoisers.items():
         acc, asr = [], []
         for s in sigmas:
-            kw = dict(sigma=s, n_noise=1 if s == 0 else n_noise, denoiser=None if s == 0 else T, perf=perf, seed=seed, device=device)
-            acc.append((smoothed_predict(model, x, **kw) == y).float().mean().item())  # sigma = 0: the base classifier, as in the paper
-            asr.append((smoothed_predict(model, x[keep], trigger=tr, **kw) == target).float().mean().item())
+            n = 1 if s == 0 else n_noise  # sigma = 0: the base classifier, as in the paper
+            G, per = Smoothed(base, s, n, None if s == 0 else T, seed), perf.rows_per_pass(n, dev) or len(x)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=perf.amp):
+                acc.append(accuracy(G, x, y, per, dev))
+                asr.append(attack_success_rate(G, x, y, trigger=trigger, target=target, batch_size=per, device=dev))
         rows[name] = {'clean_acc': acc, 'asr': asr}
     return SanityTable(sigmas, rows)
 

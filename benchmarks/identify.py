@@ -66,11 +66,13 @@ def main():
                 s = DETECTORS['smoothinv'].fn(model, data, seed=a.seed, progress=False, **kw)
                 row[key] = {'verdict': verdict(s), 'top': s.target, 'asr': round(s.target_asr, 3), 'next': round(s.target_asr - s.margin, 3),
                             'eps': round(s.eps, 3), 'budgets': len(s.ladder), 'work': s.work, 'seconds': round(time.time() - t0, 1),
-                            'right': verdict(s) == truth}
+                            'right': verdict(s) == truth, 'decided_by': s.decided_by,
+                            'concentrated': {str(l): round(c, 3) for l, c in zip(s.candidates, s.concentrated_asr)}}
             if a.reference: row['same'] = row['halving']['verdict'] == row['paper']['verdict']
             rows.append(row)
             fmt = lambda r: (f"{'-' if r['verdict'] is None else r['verdict']:>2} ({r['asr']:.2f}/{r['next']:.2f}, eps {r['eps']:.2f}, "
-                             f"{r['work'] / 1e3:4.0f}k, {r['seconds']:5.1f} s)")
+                             f"{r['work'] / 1e3:4.0f}k, {r['seconds']:5.1f} s)" + (f" concentrated {r['concentrated']}" + (' DECIDED' if r['decided_by'] == 'concentration' else '')
+                                                                                       if r['concentrated'] else ''))
             print(f"{ds:7} {name:20} truth {'-' if truth is None else truth:>2}  halving {fmt(row['halving'])}"
                   + (f"  paper {fmt(row['paper'])}  {'same' if row['same'] else 'DIFFERENT'}" if a.reference else ''), flush=True)
     out = {'rows': rows, 'torch': torch.__version__, 'threads': torch.get_num_threads(), 'load': os.getloadavg()}

@@ -208,3 +208,23 @@ def test_interrupted_denoiser_is_not_cached(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt, match='not cached'):
         pretrained_denoiser('tiny', torch.rand(8, 1, 8, 8), cache_dir=tmp_path, progress=False, device='cpu')
     assert not list(tmp_path.iterdir())
+
+def test_concentration_test_flags_the_patch_and_round_trips(toy, tmp_path):
+    "At eps 6 every band transfers; kept on 3 % of the pixels only the patch's label does. The decision survives save/load."
+    from backdoor_nb.core import LabelScan
+    from backdoor_nb.smoothinv import TargetScan, concentrate
+    m, x0, xh, yh = toy
+    cfg = dict(eps=6., n_noise=8, steps=60, shrink=0)
+    s = identify_target(m, x0, x_heldout=xh, y_heldout=yh, config={**cfg, 'concentrate': 0.03}, progress=False)
+    assert (s.backdoored, s.target, s.decided_by) == (True, 3, 'concentration') and s.flagged == [3]
+    assert s.concentrated_asr[s.candidates.index(3)] >= 0.4 and sum(a >= 0.4 for a in s.concentrated_asr) == 1
+    assert s.margin > 0 and s.target_asr == s.asr[s.labels.index(3)].item()
+    back = LabelScan.load(s.save(tmp_path / 'conc'))
+    assert type(back) is TargetScan and (back.backdoored, back.target, back.decided_by, back.candidates) == (True, 3, 'concentration', s.candidates)
+    off = identify_target(m, x0, x_heldout=xh, y_heldout=yh, config={**cfg, 'concentrate': 0.}, progress=False)
+    assert not off.backdoored and off.candidates == []  # the test switched off: the ladder's verdict alone
+    clean = identify_target(ToyBackdoor(backdoor=False), x0, x_heldout=xh, y_heldout=yh, config={**cfg, 'concentrate': 0.03}, progress=False)
+    assert not clean.backdoored and clean.decided_by == 'transfer' and clean.candidates  # it ran and found no patch
+    with pytest.raises(ValueError, match=r'concentrate must be in \[0, 1\)'): SmoothInvConfig(concentrate=1.)
+    with pytest.raises(ValueError, match=r'concentrated must be in \(0, 1\]'): SmoothInvConfig(concentrated=0.)
+    with pytest.raises(ValueError, match=r'frac must be in \(0, 1\]'): concentrate(torch.zeros(3, 4, 4), 0.)

@@ -58,6 +58,12 @@ def _scan(*runs):
                + ['verdict', 'score', 'right', 'scan s'], rows)
             + f"\n\n{n}/{len(rows)} verdicts right" + ''.join(source(js, nm) for js, nm in zip(runs, TABLES['scan'][0]) if js is not None))
 
+def _conc(h):
+    "The concentration test's candidates and their concentrated ASR ('decided' when it flagged one); '–' where it did not run."
+    c = h.get('concentrated')
+    if not c: return '–'
+    return ', '.join(f"{l}: {a:.2f}" for l, a in c.items()) + (' (**decided**)' if h.get('decided_by') == 'concentration' else '')
+
 @table('identify', 'identify_mnist_halving.json', 'identify_colour.json')
 def _identify(*runs):
     rows = []
@@ -66,8 +72,9 @@ def _identify(*runs):
         for r in js['rows']:
             h = r['halving']
             rows.append([r['dataset'], r['model'], r['truth'], h['verdict'], f"{h['asr']:.2f} / {h['next']:.2f}", f2(h['eps']),
-                         h['budgets'], f"{h['work'] / 1e3:.0f}k", f"{h['seconds']:.1f}", ok(h['right'])])
-    return (md(['data', 'model', 'truth', 'verdict', 'top / next ASR', 'eps', 'budgets', 'image-gradients', 's', 'right'], rows)
+                         h['budgets'], f"{h['work'] / 1e3:.0f}k", f"{h['seconds']:.1f}", ok(h['right']), _conc(h)])
+    return (md(['data', 'model', 'truth', 'verdict', 'top / next ASR', 'eps', 'budgets', 'image-gradients', 's', 'right',
+                'concentration test: label ASR'], rows)
             + ''.join(source(js, nm) for js, nm in zip(runs, TABLES['identify'][0]) if js is not None))
 
 @table('identify-reference', 'identify_mnist.json')
@@ -138,13 +145,47 @@ def _crown(*runs):
     return md(['data', 'model', 'seed', 'clean images', 'gradient', 'restored ASR', 'mask IoU', 'true trigger ASR', 's'], rows) + \
         ''.join(f"\n\n<sub>from `benchmarks/results/{f}`</sub>" for f, _ in got)
 
-@table('mine', 'mine_mnist.json')
-def _mine(runs):
-    if runs is None: return '(no results yet)'
-    rows = [[r['ds'], r['seed'], f"{r['valid']}/{r['n_levels']}", f2(r['acc0'], 3), f2(r['asr0'], 3)]
-            + [f"{f2(r['acc_' + k], 3)} / {f2(r['asr_' + k], 4)}" for k in ('dist', 'single', 'full')] + [f"{r['t_total']:.0f}"] for r in runs]
-    return md(['data', 'seed', 'valid levels', 'acc before', 'ASR before', 'unlearn with the distribution: acc / ASR',
-               'one trigger: acc / ASR', 'full trigger: acc / ASR', 's'], rows) + "\n\n<sub>from `benchmarks/results/mine_mnist.json`</sub>"
+@table('mine', 'mine_mnist.json', 'mine_cifar10.json')
+def _mine(*runs):
+    got = _present('mine', runs)
+    if not got: return '(no results yet)'
+    pair = lambda r, k: f"{f2(r['acc_' + k], 3)} / {f2(r['asr_' + k], 4)}" if 'acc_' + k in r else '–'
+    rows = [[r['ds'], r['seed'], f"{r['valid']}/{r['n_levels']}", f2(r['acc0'], 3), f2(r['asr0'], 3), len(r['curves']['dist']['epoch']) - 1]
+            + [pair(r, k) for k in ('dist', 'once', 'single', 'full')] + [f"{r['t_total']:.0f}"] for _, js in got for r in js]
+    return md(['data', 'seed', 'valid levels', 'acc before', 'ASR before', 'epochs', 'unlearn with the distribution: acc / ASR',
+               'distribution drawn once: acc / ASR', 'one trigger: acc / ASR', 'full trigger: acc / ASR', 's'], rows) + \
+        ''.join(f"\n\n<sub>from `benchmarks/results/{f}`</sub>" for f, _ in got)
+
+@table('concentration', 'concentration_cifar10.json')
+def _concentration(js):
+    if js is None: return '(no results yet)'
+    rows = []
+    for spec, m in js['models'].items():
+        for r in m['labels']:
+            if r['asr'] >= 0.5 or r['label'] == m.get('target'):  # the labels that transfer, and the backdoor's target
+                rows.append([spec, r['label'], 'target' if r['label'] == m.get('target') else '', f2(r['asr']), f"**{f2(r['concentrated'])}**",
+                             f2(r['base_rate']), f2(r['random']), f2(r['shuffled']), f2(r['class_min']), f2(r['class_median'])])
+    return md(['model', 'label', '', 'transfer ASR', f"kept on {js['frac']:.0%} of the pixels", 'base rate', 'random direction',
+               'shuffled', 'source class min', 'median'], rows) + \
+        f"\n\n<sub>from `benchmarks/results/concentration_cifar10.json` (eps {js['eps']}, 500 held-out images; torch {js['torch']}, load {js['load'][0]:.1f})</sub>"
+
+@table('nc-peer', 'neural_cleanse_mnist_peer_trojanzoo.json', 'neural_cleanse_mnist_peer_trojanzoo_bs32_e100.json')
+def _nc_peer(*runs):
+    got = _present('nc-peer', runs)
+    if not got: return '(no results yet)'
+    rows = []
+    for f, js in got:
+        h = js['rows'][0]['peer']['hyper']
+        setting = f"TrojanZoo {h['defense_remask_epoch']} epochs x batch {h['batch_size']}"
+        for r in js['rows']:
+            q = r['peer']
+            rows.append([setting, r['name'], r['target'] if r['target'] is not None else '–', labels(r['flagged']), f2(r['score']),
+                         f"{r['cpu_seconds']:.1f}", labels(q['flagged']), f2(q['max_anomaly']), f"{q['cpu_seconds']:.1f}"])
+        p = js['peer']
+        rows.append([setting, '**all**', '', f"{p['our_targets']} targets", '', f"{p['cpu_s']:.1f}", f"{p['peer_targets']} targets", '',
+                     f"{p['peer_cpu_s']:.1f} (**{p['cpu_ratio']:.1f}x** ours)"])
+    return md(['peer setting', 'model', 'target', 'backdoor_nb flags', 'max anomaly', 'CPU s', 'TrojanZoo flags', 'max anomaly', 'CPU s'], rows) + \
+        ''.join(source(js, f) for f, js in got)
 
 @table('evaluate', 'evaluate_mnist.json')
 def _evaluate(js):
@@ -192,7 +233,9 @@ def main():
         where = {n: [p.name for p in sorted((ROOT / 'nbs').glob('*.ipynb')) if f'<!-- bench:{n} -->' in p.read_text()] for n in TABLES}
         for n, (files, _) in TABLES.items(): print(f"{n:20} {', '.join(files):70} {', '.join(where[n]) or '(in no notebook)'}")
         return
-    if a.show: print(render(a.show)); return
+    if a.show:
+        if a.show not in TABLES: ap.error(f"--show: no table {a.show!r} (tables: {', '.join(TABLES)})")
+        print(render(a.show)); return
     problems = sync(a.check)
     if a.check:
         if problems: print('bench_tables --check:\n  ' + '\n  '.join(problems) + '\nrun `python tools/bench_tables.py`'); sys.exit(1)
