@@ -50,7 +50,7 @@ def demo(epochs:int=12, # training epochs per model
     res = {'clean': {**zoo['clean'].metrics, **evaluate_backdoor(zoo['clean'].model, data.test.x, data.test.y, bd, device=device)},
            'badnets': dict(zoo['badnets'].metrics)}
     say(f"scan: Neural Cleanse on {n_support} clean test images and SmoothInv from one clean test image "
-        f"(every label, N = 40, {si_steps} steps) per model ...")
+        f"(every label, up to N = 40 copies and {si_steps} steps on the halving schedule) per model ...")
     reports = {k: scan(zoo[k].model, data.test, ['nc', 'smoothinv'], seed=seed, device=device, progress=progress, name=k,
                        config={'nc': {'n_support': n_support}, 'smoothinv': {'steps': si_steps}}) for k in res}
     for k, m in res.items():

@@ -150,6 +150,7 @@ class Schedule:
     early:bool=True # end a budget as soon as it is decided (one label clearly above and every other far below; or none near)
     drop_after:float=1/4 # share of the steps every label runs before any is dropped or an early verdict is taken: a target's transfer can take off late
     min_steps:int=10 # a round shorter than this is skipped (its steps go to the next): few steps say little about a label
+    cuts:tuple=((1/4, 0.6), (1/2, 0.7)) # `(share of the steps, share of threshold)`: from there on a label below threshold x share is dropped whatever its rank (the best `min_keep` stay)
 
     def __post_init__(self):
         if not isinstance(self.rounds, (tuple, list)) or not self.rounds: raise ValueError("Schedule.rounds is empty")
@@ -162,10 +163,15 @@ class Schedule:
         check_int(self.min_keep, 'Schedule.min_keep', lo=1); check_int(self.probe, 'Schedule.probe', lo=1)
         check_int(self.min_steps, 'Schedule.min_steps', lo=1)
         for n in ('hi', 'lo'): check_real(getattr(self, n), f'Schedule.{n}', 0, 1)
+        if not isinstance(self.cuts, (tuple, list)): raise ValueError(f"Schedule.cuts must be a tuple of (share of the steps, share of threshold), got {self.cuts!r}")
+        for c in self.cuts:
+            if not (isinstance(c, (tuple, list)) and len(c) == 2 and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in c)):
+                raise ValueError(f"Schedule.cuts: each cut is (share of the steps, share of threshold) in [0, 1], got {c!r}")
+        object.__setattr__(self, 'cuts', tuple(sorted(tuple(c) for c in self.cuts)))
 
 SCHEDULES = {
-    'paper': Schedule(rounds=((1., 1.),), keep=1., early=False), # every label, N copies, all steps: the reference
-    'halving': Schedule(rounds=((1/16, 1/4), (1/16, 1/4), (1/8, 1/4), (1/4, 1/2), (1/2, 1.))), # checks after 25, 50, 100 steps at N/4; 100 more at N/2, 200 at N (the default)
+    'paper': Schedule(rounds=((1., 1.),), keep=1., early=False, cuts=()), # every label, N copies, all steps: the reference
+    'halving': Schedule(rounds=((1/16, 1/4), (1/16, 1/4), (1/8, 1/4), (1/4, 1/2), (1/2, 1.))), # checks after 25, 50, 100 steps at N/4; 100 more at N/2, 200 at N (the default); cuts at 0.3 after 100 steps, 0.35 after 200
 }
 
 # %% ../nbs/40_smoothinv.ipynb #81b8c113
@@ -453,10 +459,11 @@ def _open_after(sch, asr, open_, threshold, done, steps):
     if done < sch.drop_after * steps: return open_, ''  # a target's transfer can take off late: every label runs this far
     lo = threshold * sch.lo
     if sch.early and n_hi == 1 and int((a >= lo).sum()) == 1: return open_[a.argmax()][None], 'one label'
-    if sch.early and len(a) and a.max() < lo / 4: return open_[:0], 'none'
+    if sch.early and len(a) and a.max() < lo: return open_[:0], 'none'  # every label far below: none will transfer at this budget
     order = a.argsort(descending=True)
     n = max(sch.min_keep, math.ceil(sch.keep * len(open_)))
-    keep = [int(j) for r, j in enumerate(order) if r < n or a[j] >= lo]
+    cut = max((threshold * f for at, f in sch.cuts if done >= at * steps), default=0.)  # too far below to reach the threshold in the steps left
+    keep = [int(j) for r, j in enumerate(order) if r < sch.min_keep or ((r < n or a[j] >= lo) and a[j] >= cut)]
     return open_[sorted(keep)], ''
 
 def _transfer(model, ho, p, targets, dev)->Tensor:

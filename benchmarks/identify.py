@@ -67,7 +67,8 @@ def main():
                 row[key] = {'verdict': verdict(s), 'top': s.target, 'asr': round(s.target_asr, 3), 'next': round(s.target_asr - s.margin, 3),
                             'eps': round(s.eps, 3), 'budgets': len(s.ladder), 'work': s.work, 'seconds': round(time.time() - t0, 1),
                             'right': verdict(s) == truth, 'decided_by': s.decided_by,
-                            'concentrated': {str(l): round(c, 3) for l, c in zip(s.candidates, s.concentrated_asr)}}
+                            'concentrated': {str(l): round(c, 3) for l, c in zip(s.candidates, s.concentrated_asr)},
+                            'rounds': [{**r, 'asr': [round(v, 3) for v in r['asr']]} for r in s.rounds]}  # the schedule's trace
             if a.reference: row['same'] = row['halving']['verdict'] == row['paper']['verdict']
             rows.append(row)
             fmt = lambda r: (f"{'-' if r['verdict'] is None else r['verdict']:>2} ({r['asr']:.2f}/{r['next']:.2f}, eps {r['eps']:.2f}, "

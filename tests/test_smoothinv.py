@@ -186,10 +186,29 @@ def test_schedule_keeps_a_late_starter():
         nxt, decision = _open_after(sch, asr, open_, 0.5, done, 400)
         assert decision == '' and nxt.tolist() == list(range(10))
     nxt, decision = _open_after(sch, asr, open_, 0.5, 100, 400)
-    assert decision == '' and 0 not in nxt.tolist() and len(nxt) == 4
+    assert decision == '' and nxt.tolist() == [1, 6]  # the cut at 0.3 after 100 steps: below it only the best `min_keep` go on
+    from dataclasses import replace
+    assert _open_after(replace(sch, cuts=()), asr, open_, 0.5, 100, 400)[0].tolist() == [1, 2, 4, 6]  # no cuts: the best third and all >= 0.2
     # two labels clearly above the threshold end the budget at any round: it is too large
     assert _open_after(sch, torch.tensor([0.7, 0.65] + [0.] * 8), open_, 0.5, 25, 400)[1] == 'too large'
     with pytest.raises(ValueError, match='Schedule.drop_after must be in'): Schedule(rounds=((1., 1.),), drop_after=1.5)
+
+def test_schedule_cuts_and_none():
+    "From a quarter of the steps, every label far below (< 0.2) ends the budget; the cuts drop labels too far below to reach"
+    " the threshold in the steps left (0.3 after 100 steps, 0.35 after 200), whatever their rank, keeping the best two."
+    from backdoor_nb.smoothinv import SCHEDULES, Schedule, _open_after
+    sch, open_ = SCHEDULES['halving'], torch.arange(6)
+    low = torch.tensor([0.19, 0.15, 0.02, 0.0, 0.1, 0.05])
+    assert _open_after(sch, low, open_, 0.5, 50, 400) == (open_, '')  # too early to decide
+    nxt, decision = _open_after(sch, low, open_, 0.5, 100, 400)
+    assert decision == 'none' and len(nxt) == 0
+    asr = torch.tensor([0.55, 0.45, 0.34, 0.36, 0.25, 0.1])
+    assert _open_after(sch, asr, open_, 0.5, 100, 400)[0].tolist() == [0, 1, 2, 3]  # cut 0.3: 0.25 goes although >= 0.2
+    assert _open_after(sch, asr, open_, 0.5, 200, 400)[0].tolist() == [0, 1, 3]  # cut 0.35: 0.34 goes although in the best third
+    assert len(_open_after(sch, torch.full((6,), 0.21), open_, 0.5, 200, 400)[0]) == 2  # the best two always stay
+    assert SCHEDULES['paper'].cuts == ()
+    with pytest.raises(ValueError, match='Schedule.cuts: each cut'): Schedule(rounds=((1., 1.),), cuts=((0.5, 2.),))
+    with pytest.raises(ValueError, match='Schedule.cuts must be a tuple'): Schedule(rounds=((1., 1.),), cuts=0.3)
 
 def test_interrupt_stops_the_scan(toy):
     "Ctrl-C in the first round: the transfer reached so far is measured, no further round or budget runs, the scan says so."
