@@ -199,7 +199,8 @@ def test_schedule_cuts_and_none():
     from backdoor_nb.smoothinv import SCHEDULES, Schedule, _open_after
     sch, open_ = SCHEDULES['halving'], torch.arange(6)
     low = torch.tensor([0.19, 0.15, 0.02, 0.0, 0.1, 0.05])
-    assert _open_after(sch, low, open_, 0.5, 50, 400) == (open_, '')  # too early to decide
+    nxt, decision = _open_after(sch, low, open_, 0.5, 50, 400)
+    assert decision == '' and nxt.tolist() == list(range(6))  # too early to decide
     nxt, decision = _open_after(sch, low, open_, 0.5, 100, 400)
     assert decision == 'none' and len(nxt) == 0
     asr = torch.tensor([0.55, 0.45, 0.34, 0.36, 0.25, 0.1])
