@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, json, sys, tempfile, time
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 
@@ -131,47 +132,57 @@ def _cmd_evaluate(a):
         cal = fit_verdict(rep, name=Path(a.fit_verdict).stem, provenance={'command': ' '.join(['backdoor_nb', *sys.argv[1:]])})
         cal.save(a.fit_verdict); print(f"calibrator fitted on {cal.provenance['n_models']} models: {a.fit_verdict}", file=sys.stderr)
 
+def _command(sub, name:str, func:Callable, help:str, description:Optional[str]=None):
+    "The subcommand `name`, run by `func(args)`."
+    c = sub.add_parser(name, help=help, description=description); c.set_defaults(func=func)
+    return c
+
+def _common(c):
+    "The options of every command that computes: seed, device, quiet."
+    c.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    c.add_argument('--device', default=None, help="'cpu', 'cuda' or 'cuda:N' (default: CUDA when available)")
+    c.add_argument('--quiet', action='store_true', help='no progress bars (demo: no messages either)')
+
+def _outputs(c, detectors:str, json_what:str):
+    "The options `scan` and `evaluate` share: the detectors to run, and where the JSON and the HTML report go."
+    c.add_argument('--detectors', default=None, help=f'comma-separated detector names (default: {detectors})')
+    c.add_argument('--json', default=None, help=f'write {json_what} here')
+    c.add_argument('--report', default=None, help='write a self-contained HTML report here')
+
 def parser()->argparse.ArgumentParser:
     "The `backdoor_nb` argument parser."
     p = argparse.ArgumentParser(prog='backdoor_nb', description='Attack, detect, invert and repair backdoors in image classifiers.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    d = sub.add_parser('demo', help='end-to-end demo on the bundled digits'); d.set_defaults(func=_cmd_demo)
+    d = _command(sub, 'demo', _cmd_demo, 'end-to-end demo on the bundled digits')
     d.add_argument('--epochs', type=int, default=12); d.add_argument('--out', default=None, help='keep checkpoints here')
     d.add_argument('--n-support', type=int, default=100, help='clean images for Neural Cleanse')
     d.add_argument('--n-clean', type=int, default=200, help='clean training images for the repair')
     d.add_argument('--si-steps', type=int, default=400, help='SmoothInv PGD steps')
-    z = sub.add_parser('zoo', help='build or load a model zoo and print its table'); z.set_defaults(func=_cmd_zoo)
+    z = _command(sub, 'zoo', _cmd_zoo, 'build or load a model zoo and print its table')
     z.add_argument('dataset'); z.add_argument('names', nargs='*', help=f"recipes (default all: {', '.join(RECIPES)})")
     z.add_argument('--cache', default=None); z.add_argument('--retrain', action='store_true')
-    i = sub.add_parser('info', help='print a checkpoint\'s ground truth and metrics'); i.set_defaults(func=_cmd_info)
-    i.add_argument('path')
-    s = sub.add_parser('scan', help='scan a model for a backdoor: verdict, target, reversed trigger, report',
-                       description='Scan WEIGHTS (a backdoor_nb checkpoint, or a state_dict as .safetensors/.pt/.pth with --arch) '
-                                   'with the detectors and print the verdict; exit status 0 whatever the verdict, 2 for bad input.')
-    s.set_defaults(func=_cmd_scan)
+    _command(sub, 'info', _cmd_info, 'print a checkpoint\'s ground truth and metrics').add_argument('path')
+    s = _command(sub, 'scan', _cmd_scan, 'scan a model for a backdoor: verdict, target, reversed trigger, report',
+                 'Scan WEIGHTS (a backdoor_nb checkpoint, or a state_dict as .safetensors/.pt/.pth with --arch) '
+                 'with the detectors and print the verdict; exit status 0 whatever the verdict, 2 for bad input.')
     s.add_argument('weights', help='checkpoint (.safetensors + .json sidecar) or a state_dict file (.safetensors, .pt, .pth)')
     s.add_argument('--arch', default=None, help="architecture: 'path/to/file.py:callable' or 'package.module:callable' returning an nn.Module")
     s.add_argument('--arch-kwargs', default=None, help='JSON object of keyword arguments for the --arch callable')
     s.add_argument('--data', default=None, help="clean data: npz file, image folder, torchvision name or 'digits' (test split used)")
-    s.add_argument('--detectors', default=None, help='comma-separated detector names (default: nc,smoothinv where the data allows)')
-    s.add_argument('--report', default=None, help='write a self-contained HTML report here')
-    s.add_argument('--json', default=None, help='write the JSON summary here')
+    _outputs(s, 'nc,smoothinv where the data allows', 'the JSON summary')
     s.add_argument('--budget-s', type=float, default=None, help='wall-clock budget in seconds, split among the detectors')
-    e = sub.add_parser('evaluate', help='run the detectors over a zoo of models: per-model verdicts, AUROC, report',
-                       description='Run the detectors over every model of MANIFEST (a CSV weights,arch,data,backdoored,target or a folder '
-                                   'of backdoor_nb checkpoints) in parallel; print per-model rows and per-detector metrics. Exit 2 for bad input.')
-    e.set_defaults(func=_cmd_evaluate)
+    e = _command(sub, 'evaluate', _cmd_evaluate, 'run the detectors over a zoo of models: per-model verdicts, AUROC, report',
+                 'Run the detectors over every model of MANIFEST (a CSV weights,arch,data,backdoored,target or a folder '
+                 'of backdoor_nb checkpoints) in parallel; print per-model rows and per-detector metrics. Exit 2 for bad input.')
     e.add_argument('manifest', help='CSV with columns weights,arch,data,backdoored,target (paths relative to it), or a folder of checkpoints')
-    e.add_argument('--detectors', default=None, help='comma-separated detector names (default: the default ones, nc,smoothinv)')
+    _outputs(e, 'the default ones, nc,smoothinv', 'the full results (rows, metrics, config)')
     e.add_argument('--engine', default='local', help="'local' (worker processes) or 'ray'")
     e.add_argument('--workers', type=int, default=None, help='models at a time (default: the cores)')
     e.add_argument('--address', default=None, help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: a local one")
     e.add_argument('--cache', default=None, help='cache detector results here; a rerun resumes where it stopped')
     e.add_argument('--calibrator', default=None, help="calibrated verdict: a calibrator JSON file, or 'default' (fitted on the MNIST zoo)")
     e.add_argument('--fit-verdict', default=None, metavar='FILE.json', help='fit a calibrator on these rows and write it here')
-    e.add_argument('--json', default=None, help='write the full results (rows, metrics, config) here')
-    e.add_argument('--report', default=None, help='write a self-contained HTML report here')
-    for s in (d, z, s, e): s.add_argument('--seed', type=int, default=0); s.add_argument('--device', default=None); s.add_argument('--quiet', action='store_true')
+    for c in (d, z, s, e): _common(c)
     return p
 
 def _one_line(e:BaseException)->str:

@@ -224,11 +224,8 @@ def _targets(target, n_classes, batch):
     if batch is None or batch < 1: raise ValueError(f"batch must be >= 1 when target is a single class, got {batch}")
     return torch.full((batch,), check_label(target, n_classes))
 
-def other_classes(target, # a class index, or one per image `(batch,)`
-                  n_classes:int, # number of classes
-                  batch:Optional[int]=None, # batch size (inferred from a per-image `target`)
-                 )->Tensor:
-    "`(batch, n_classes-1)`: the classes `j != target` in increasing order, one row per image."
+def other_classes(target, n_classes:int, batch:Optional[int]=None)->Tensor:
+    "`(batch, n_classes-1)`: the classes `j != target` in increasing order, one row per image (arguments as in `margin_matrix`)."
     t = _targets(target, n_classes, batch)
     j = torch.arange(n_classes).expand(len(t), -1)
     return j[j != t[:, None].to(j.device)].view(len(t), n_classes - 1)

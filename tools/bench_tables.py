@@ -77,12 +77,14 @@ def _identify(*runs):
                 'concentration test: label ASR'], rows)
             + ''.join(source(js, nm) for js, nm in zip(runs, TABLES['identify'][0]) if js is not None))
 
-@table('identify-reference', 'identify_mnist.json')
-def _identify_ref(js):
-    if js is None: return '(no results yet)'
+@table('identify-reference', 'identify_mnist.json', 'identify_reference_colour.json')
+def _identify_ref(*runs):
+    got = _present('identify-reference', runs)
+    if not got: return '(no results yet)'
     fmt = lambda h: f"{'–' if h['verdict'] is None else h['verdict']} ({h['asr']:.2f}, {h['seconds']:.1f} s, {h['work'] / 1e3:.0f}k)"
-    rows = [[r['dataset'], r['model'], r['truth'], fmt(r['halving']), fmt(r['paper']), ok(r['same'])] for r in js['rows']]
-    return md(['data', 'model', 'truth', 'halving: verdict (ASR, s, work)', 'paper setting', 'same'], rows) + source(js, 'identify_mnist.json')
+    rows = [[r['dataset'], r['model'], r['truth'], fmt(r['halving']), fmt(r['paper']), ok(r['same'])] for _, js in got for r in js['rows']]
+    return (md(['data', 'model', 'truth', 'halving: verdict (ASR, s, work)', 'paper setting', 'same'], rows)
+            + ''.join(source(js, f) for f, js in got))
 
 def _present(name, runs):
     "(file name, loaded JSON) of the files of table `name` that exist."
